@@ -1,0 +1,128 @@
+"""The pack's only contact with ComfyUI at execution time: status text, progress bar, interrupt.
+
+Every function imports ComfyUI lazily and is a no-op (or a plain fallback) outside ComfyUI, so the nodes run in
+tests and the CLI unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from .errors import Interrupted
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+INTERRUPT_POLL = 0.1  # seconds between interrupt checks; Cancel must stop waiting within 1 s
+
+
+def context() -> tuple[str | None, str | None]:
+    """(prompt_id, node_id) of the node being executed, or (None, None)."""
+    try:
+        from comfy_execution.utils import get_executing_context  # type: ignore[import-not-found]
+
+        ctx = get_executing_context()
+        return (ctx.prompt_id, ctx.node_id) if ctx else (None, None)
+    except Exception:  # noqa: BLE001 - outside ComfyUI, or an older ComfyUI
+        return None, None
+
+
+def status_text(text: str, node_id: str | None = None) -> None:
+    """Show ``text`` on the node (ComfyUI's progress_text message); log it outside ComfyUI."""
+    node_id = node_id or context()[1]
+    try:
+        from server import PromptServer  # type: ignore[import-not-found]
+
+        if node_id is not None and PromptServer.instance is not None:
+            PromptServer.instance.send_progress_text(text, node_id)
+            return
+    except Exception:  # noqa: BLE001
+        pass
+    log.debug("status: %s", text)
+
+
+class ProgressBar:
+    """ComfyUI's progress bar for one node; silent outside ComfyUI."""
+
+    def __init__(self, total: int, node_id: str | None = None):
+        self.total = max(1, total)
+        self._bar = None
+        try:
+            import comfy.utils  # type: ignore[import-not-found]
+
+            self._bar = comfy.utils.ProgressBar(self.total, node_id=node_id or context()[1])
+        except Exception:  # noqa: BLE001
+            self._bar = None
+
+    def update(self, value: float) -> None:
+        if self._bar is not None:
+            try:
+                self._bar.update_absolute(min(self.total, value), self.total)
+            except Exception:  # noqa: BLE001 - a progress hook failure must never fail the run
+                pass
+
+
+def interrupted() -> bool:
+    """Has the user pressed Cancel? (Does not clear the flag: ComfyUI's executor handles it.)"""
+    try:
+        import comfy.model_management  # type: ignore[import-not-found]
+
+        return bool(comfy.model_management.processing_interrupted())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def raise_interrupted() -> None:
+    """Raise ComfyUI's own interrupt exception (shown as "interrupted", not as an error), else ours."""
+    try:
+        import comfy.model_management  # type: ignore[import-not-found]
+
+        comfy.model_management.throw_exception_if_processing_interrupted()
+    except ImportError:
+        pass
+    raise Interrupted("Cancelled. A run already sent to Runflow may still finish and bill; re-queue to collect it "
+                      "(it is polled, not paid again).")
+
+
+async def until_interrupted(work: Awaitable[T]) -> T:
+    """Await ``work``; if the user cancels, cancel it within INTERRUPT_POLL seconds and raise."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=INTERRUPT_POLL)
+            if done:
+                return task.result()
+            if interrupted():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)  # let it close its connections
+                raise_interrupted()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def preview_images(batch) -> list[dict]:
+    """Save a batch as temp PNGs for the node's preview (ComfyUI's ``ui.images``); [] outside ComfyUI."""
+    try:
+        import folder_paths  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    import os
+    import uuid
+
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    folder = folder_paths.get_temp_directory()
+    os.makedirs(folder, exist_ok=True)
+    prefix = f"runflow_{uuid.uuid4().hex[:10]}"
+    for i in range(int(batch.shape[0])):
+        pixels = (batch[i].cpu().numpy().clip(0, 1) * 255).round().astype(np.uint8)
+        name = f"{prefix}_{i:03d}.png"
+        Image.fromarray(pixels).save(os.path.join(folder, name), compress_level=1)
+        out.append({"filename": name, "subfolder": "", "type": "temp"})
+    return out

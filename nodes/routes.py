@@ -1,0 +1,79 @@
+"""ComfyUI server routes: Settings → Runflow (key kept server-side), Test connection, and run callbacks.
+
+No route ever returns the key: status only (configured, last 4 characters, where it came from).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import errors as E
+from . import push
+from .client import RunflowClient
+from .config import load_settings, write_config
+from .retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+async def test_connection() -> dict:
+    """Reachable? Key accepted? One line that says the exact problem."""
+    settings = load_settings()
+    answer = {"ok": False, "reachable": False, "key_accepted": None, "api_url": settings.api_url}
+    if not settings.api_key:
+        try:
+            settings.require_key()
+        except E.ConfigError as exc:
+            return {**answer, "message": exc.message}
+    try:
+        async with RunflowClient(settings.api_key, settings.api_url, retry=RetryPolicy(attempts=1)) as client:
+            await client.check()
+    except E.AuthError as exc:
+        return {**answer, "reachable": True, "key_accepted": False, "message": exc.message}
+    except E.ApiError as exc:
+        return {**answer, "reachable": True, "message": exc.message}
+    except E.RunflowError as exc:
+        return {**answer, "message": exc.message}
+    return {**answer, "ok": True, "reachable": True, "key_accepted": True,
+            "message": f"Connected to {settings.api_url}; the key (…{settings.api_key[-4:]}) was accepted."}
+
+
+def register() -> None:
+    """Add the routes to ComfyUI's server; a no-op outside ComfyUI."""
+    try:
+        from aiohttp import web
+        from server import PromptServer  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    if getattr(PromptServer, "instance", None) is None:
+        return
+    routes = PromptServer.instance.routes
+
+    @routes.get("/runflow/settings")
+    async def get_settings(request):
+        return web.json_response(load_settings().public_status())
+
+    @routes.post("/runflow/settings")
+    async def post_settings(request):
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "send a JSON object"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "send a JSON object"}, status=400)
+        try:
+            write_config({k: body[k] for k in ("api_key", "api_url", "public_url", "webhook_secret") if k in body})
+        except E.ConfigError as exc:
+            return web.json_response({"error": exc.message}, status=400)
+        log.info("Runflow settings updated (%s)", ", ".join(sorted(k for k in body if k != "api_key")) or "api key")
+        return web.json_response(load_settings().public_status())
+
+    @routes.post("/runflow/test_connection")
+    async def post_test_connection(request):
+        return web.json_response(await test_connection())
+
+    @routes.post(push.CALLBACK_PATH)
+    async def post_callback(request):
+        body = await request.read()
+        status, answer = push.handle(body, request.headers.get("Runflow-Signature"), load_settings().webhook_secret)
+        return web.json_response(answer, status=status)
