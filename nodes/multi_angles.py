@@ -58,12 +58,13 @@ async def _sources(image, image_url: str, upload_format: str) -> list[Source]:
         return [Source(url=check_http_url("image_url", url))]
     if upload_format not in codec.UPLOAD_FORMATS:
         raise E.InputError(f"upload_format {upload_format!r} is not one of {', '.join(codec.UPLOAD_FORMATS)}")
-    items = codec.image_items(image)
+    notes: list[str] = []
+    items = codec.image_items(image, notes)
 
-    async def one(item) -> Source:
-        enc = await codec.encode_async(item.pixels, fmt=upload_format)
-        return Source(data=enc.data, mime=enc.mime, pixel_sha256=pixels_sha256(item.pixels),
-                      upload_sha256=enc.sha256, notes=[*item.notes, *enc.notes])
+    async def one(pixels) -> Source:
+        enc = await codec.encode_async(pixels, fmt=upload_format)
+        return Source(data=enc.data, mime=enc.mime, pixel_sha256=pixels_sha256(pixels), upload_sha256=enc.sha256,
+                      notes=[*notes, *enc.notes])
 
     return list(await asyncio.gather(*(one(item) for item in items)))
 

@@ -18,7 +18,7 @@ from . import push
 from .cache import ResultCache, cache_key, default_cache_dir
 from .client import DEFAULT_RUN_TIMEOUT, Asset, Run, RunflowClient
 from .config import Settings, user_dir
-from .contract import MODEL_ID, PRICE_PER_RUN_USD
+from .contract import DEFAULT_API_URL, MODEL_ID, PRICE_PER_RUN_USD
 from .spec import JobSpec
 
 log = logging.getLogger(__name__)
@@ -170,8 +170,10 @@ class Runner:
         self.stats = {"created": 0, "resumed": 0, "cache_hits": 0, "uploads": 0, "spent_usd": 0.0}
 
     def keys(self, jobs: list[tuple[Source, JobSpec]]) -> list[str]:
+        # results from another endpoint (the sandbox, a staging API) must never be served as the real model's
+        model = MODEL_ID if self.settings.api_url == DEFAULT_API_URL else f"{MODEL_ID}@{self.settings.api_url}"
         return [cache_key(image_sha256=src.pixel_sha256 if src.data is not None else None,
-                          image_url=src.url if src.data is None else None, model=MODEL_ID,
+                          image_url=src.url if src.data is None else None, model=model,
                           api_input=spec.api_input(), seed=spec.seed) for src, spec in jobs]
 
     def plan(self, jobs: list[tuple[Source, JobSpec]]) -> dict:

@@ -221,7 +221,7 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, max_width: float) -> s
 
 def _annotate(canvas: Image.Image, view: str, angle: str, shot: str, prompt: str, azimuth: float) -> None:
     w, h = canvas.size
-    unit = max(10, min(w, h) // 36)
+    unit = max(10, min(w, h) // 30)
     big, small = _font(unit), _font(max(9, unit * 3 // 4))
     overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)

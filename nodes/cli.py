@@ -1,0 +1,222 @@
+"""Headless main job: render local images (or a URL) from one or more camera poses and write the files.
+
+    python -m nodes.cli assets/sample.png --sandbox            # all 8 views against the built-in sandbox, free
+    RUNFLOW_API_KEY=rf_live_… python -m nodes.cli photo.jpg --views "front view, back view" --shot "wide shot"
+
+Same result cache as the nodes (set RUNFLOW_USER_DIR=<ComfyUI>/user to share ComfyUI's); --no-cache bypasses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from . import errors as E
+from .contract import ANGLES, ASPECT_RATIOS, DEFAULT_ANGLE, DEFAULT_SHOT, SHOTS, VIEWS
+from .runner import ItemResult, Runner, Source, cost_line
+from .spec import JobSpec, check_http_url, parse_views
+
+SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample.png"
+EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE = 1, 2, 64
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nodes.cli", description="Runflow Multi Angles: render camera poses "
+                                "of local images (default: all 8 views) and write image files.")
+    p.add_argument("images", nargs="*", type=Path, help=f"source images (default: the bundled {SAMPLE.name})")
+    p.add_argument("--image-url", help="an https:// URL to use instead of local images")
+    p.add_argument("--views", default="all", help='comma-separated view names, or "all" (default)')
+    p.add_argument("--angle", default=DEFAULT_ANGLE, choices=ANGLES)
+    p.add_argument("--shot", default=DEFAULT_SHOT, choices=SHOTS)
+    p.add_argument("--prompt", default="", help="optional phrase appended to the camera pose")
+    p.add_argument("--aspect-ratio", choices=ASPECT_RATIOS, help="force an output aspect (default: match the input)")
+    p.add_argument("--seed", type=int, default=0, help="cache slot (not sent to Runflow); change it to re-roll")
+    p.add_argument("--format", default="auto", help="upload encoding: auto, jpeg, webp or png")
+    p.add_argument("--out", type=Path, default=Path("runflow_out"), help="output folder (default: ./runflow_out)")
+    p.add_argument("--max-concurrent", type=int, default=8)
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    p.add_argument("--sandbox", action="store_true", help="use the built-in Runflow sandbox (offline, free)")
+    p.add_argument("--sandbox-seconds", type=float, default=2.0, help="sandbox run time per render (default 2)")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan and cost; create nothing")
+    p.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _extension(data: bytes) -> str:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "bin"
+
+
+def load_sources(paths: list[Path], fmt: str) -> list[tuple[str, Source]]:
+    """(name, Source) per local image: decoded with EXIF orientation, then encoded like the nodes do."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    from . import codec
+    from .cache import pixels_sha256
+
+    out = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                pixels = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        except FileNotFoundError:
+            raise E.InputError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise E.InputError(f"{path}: not a readable image ({exc})") from None
+        enc = codec.encode(pixels, fmt=fmt)
+        out.append((path.stem, Source(data=enc.data, mime=enc.mime, pixel_sha256=pixels_sha256(pixels),
+                                      upload_sha256=enc.sha256, notes=list(enc.notes))))
+    return out
+
+
+class Printer:
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.quiet, self.start = total, quiet, time.monotonic()
+        self.last: dict[int, str] = {}
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        if event["kind"] == "plan":
+            print(f"plan: {event['items']} renders, {event['line']}"
+                  + (f", {event['pending']} already running" if event["pending"] else ""), file=sys.stderr)
+            return
+        state = event["status"]
+        if self.last.get(event["index"]) == state:
+            return
+        self.last[event["index"]] = state
+        done = sum(1 for s in self.last.values() if s in ("done", "from cache"))
+        print(f"[{done}/{self.total} {time.monotonic() - self.start:5.1f}s] {event['label']}: {state}", file=sys.stderr)
+
+
+async def run(args: argparse.Namespace) -> int:
+    from .config import load_settings
+
+    views = parse_views(args.views)
+    base = dict(angle=args.angle, shot=args.shot, prompt=args.prompt, seed=args.seed,
+                match_input_aspect=args.aspect_ratio is None, aspect_ratio=args.aspect_ratio or "1:1")
+    if args.image_url:
+        if args.images:
+            raise E.InputError("give local images or --image-url, not both")
+        named = [("url", Source(url=check_http_url("--image-url", args.image_url)))]
+    else:
+        named = load_sources(args.images or [SAMPLE], args.format)
+    for name, src in named:
+        for note in src.notes:
+            print(f"{name}: {note}", file=sys.stderr)
+    jobs = [(src, JobSpec(view=v, label=f"{name}_{slug(v)}", **base)) for name, src in named for v in views]
+    printer = Printer(len(jobs), args.quiet)
+    runner = Runner(load_settings(), use_cache=not args.no_cache, max_concurrent=args.max_concurrent,
+                    on_event=printer, validate=_validator())
+    if args.dry_run:
+        plan = runner.plan(jobs)
+        print(f"dry run: {plan['items']} renders, {plan['line']}; nothing was created")
+        return 0
+    results = await runner.run(jobs)
+    return write_results(results, args.out, runner)
+
+
+def _validator():
+    from . import codec
+
+    return codec.decode
+
+
+def write_results(results: list[ItemResult], out: Path, runner: Runner) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    failed = [r for r in results if r.error is not None]
+    written = []
+    for r in results:
+        if r.data is None:
+            continue
+        suffix = f"_{slug(r.spec.angle)}_{slug(r.spec.shot)}"
+        path = out / f"{r.spec.label}{suffix}.{_extension(r.data)}"
+        path.write_bytes(r.data)
+        written.append(path)
+        print(path)
+    if len(written) > 1:
+        sheet = contact_sheet([r for r in results if r.data is not None], out / "contact_sheet.png")
+        print(sheet)
+    made, hits = runner.stats["created"], runner.stats["cache_hits"]
+    print(f"{len(written)} images in {out}/ · {cost_line(made, hits)} · spent ${runner.stats['spent_usd']:.2f}",
+          file=sys.stderr)
+    for r in failed:
+        print(f"error: {r.spec.label}: {r.error.message}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(results)} failed; the others are cached, so running the same command again "
+              "re-runs only the failed ones.", file=sys.stderr)
+        return EXIT_PARTIAL if written else EXIT_ERROR
+    return 0
+
+
+def contact_sheet(results: list[ItemResult], path: Path, cell: int = 320) -> Path:
+    """One labelled grid of every result, for a quick look."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    cols = min(4, len(results))
+    rows = -(-len(results) // cols)
+    label_h = 28
+    sheet = Image.new("RGB", (cols * cell, rows * (cell + label_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=15)
+    for i, r in enumerate(results):
+        with Image.open(io.BytesIO(r.data)) as im:
+            im = im.convert("RGB")
+            im.thumbnail((cell - 8, cell - 8))
+        x, y = (i % cols) * cell, (i // cols) * (cell + label_h)
+        sheet.paste(im, (x + (cell - im.width) // 2, y + (cell - im.height) // 2))
+        draw.text((x + 8, y + cell + 4), r.spec.view, fill="black", font=font)
+    sheet.save(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sandbox = None
+    try:
+        if args.sandbox:
+            from .sandbox import Sandbox
+
+            sandbox = Sandbox(run_seconds=args.sandbox_seconds).start()
+            os.environ["RUNFLOW_API_URL"] = sandbox.url
+            os.environ["RUNFLOW_API_KEY"] = sandbox.api_key
+            if not args.quiet:
+                print(f"sandbox: {sandbox.url} (offline emulator; results are marked SANDBOX, nothing is billed)",
+                      file=sys.stderr)
+        return asyncio.run(run(args))
+    except E.InputError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except E.RunflowError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: runs already sent may still finish and bill; run the same command again to collect "
+              "them (they are polled, not paid again)", file=sys.stderr)
+        return 130
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The node classes without ComfyUI: contract, validation before any request, execute over real HTTP to the sandbox,
+the persistent cache, turnaround ordering, partial failure, spend guard, resume after cancel."""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nodes import errors as E
+from nodes.contract import ANGLES, ASPECT_RATIOS, SHOTS, VIEWS
+from nodes.multi_angles import NODE_CLASS_MAPPINGS, RunflowMultiAngles, RunflowMultiAnglesTurnaround
+
+KW = dict(view="right side view", angle="eye-level shot", shot="medium shot", prompt="", match_input_aspect=True,
+          aspect_ratio="1:1", seed=0)
+TKW = dict(views="all", angle="eye-level shot", shot="medium shot", prompt="", match_input_aspect=True,
+           aspect_ratio="1:1", seed=0, max_concurrent=8)
+
+
+def image(batch=1, h=48, w=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.linspace(0, 1, w).repeat(h, 1)
+    img = torch.stack([base, base.T[:h, :w] if h == w else base.flip(1), torch.full((h, w), 0.5)], dim=-1)
+    return (img[None].repeat(batch, 1, 1, 1) + 0.05 * torch.rand(batch, h, w, 3, generator=g)).clamp(0, 1)
+
+
+def single(**kw):
+    return asyncio.run(RunflowMultiAngles().execute(**{**KW, **kw}))
+
+
+def turnaround(**kw):
+    return asyncio.run(RunflowMultiAnglesTurnaround().execute(**{**TKW, **kw}))
+
+
+def test_contract_of_the_single_node():
+    spec = RunflowMultiAngles.INPUT_TYPES()
+    req, opt = spec["required"], spec["optional"]
+    assert list(req["view"][0]) == list(VIEWS) and list(req["angle"][0]) == list(ANGLES)
+    assert list(req["shot"][0]) == list(SHOTS) and list(req["aspect_ratio"][0]) == list(ASPECT_RATIOS)
+    assert req["match_input_aspect"] == ("BOOLEAN", req["match_input_aspect"][1])
+    assert req["match_input_aspect"][1]["default"] is True
+    assert req["prompt"][1]["multiline"] is True and req["prompt"][1]["default"] == ""
+    assert opt["image"][0] == "IMAGE" and opt["image_url"][0] == "STRING"
+    assert {"callback_url", "metadata"} <= set(opt)
+    for name, (_, options) in {**req, **opt}.items():
+        assert options.get("tooltip"), f"{name} has no tooltip"
+    assert RunflowMultiAngles.RETURN_TYPES == ("IMAGE", "STRING", "STRING")
+    assert RunflowMultiAngles.RETURN_NAMES == ("image", "urls", "run_info")
+    for cls in NODE_CLASS_MAPPINGS.values():
+        assert not getattr(cls, "OUTPUT_NODE", False), "an unconnected paid node must never run"
+        assert not hasattr(cls, "IS_CHANGED"), "ComfyUI's own cache must keep working"
+        assert asyncio.iscoroutinefunction(getattr(cls, cls.FUNCTION))
+
+
+def test_single_run_returns_the_image_urls_and_info(sandbox_env):
+    out = single(image=image())
+    batch, urls, info = out["result"]
+    assert batch.dtype == torch.float32 and batch.shape[0] == 1 and batch.shape[-1] == 3
+    assert 0 <= batch.min() and batch.max() <= 1
+    assert batch.shape[1:3] == (48, 64) or batch.shape[2] / batch.shape[1] == pytest.approx(64 / 48, rel=0.05)
+    assert urls.startswith(sandbox_env.url)
+    (item,) = json.loads(info)
+    assert item["run_id"] in sandbox_env.runs and item["cost"] == "0.20" and item["label"] == "right side view"
+    sent = sandbox_env.runs[item["run_id"]]["input"]
+    assert sent["view"] == "right side view" and sent["match_input_aspect"] == "true"
+    assert "aspect_ratio" not in sent and "prompt" not in sent
+    assert out["ui"]["runflow"][0]["spent_usd"] == pytest.approx(0.2)
+
+
+def test_aspect_ratio_is_sent_only_when_not_matching(sandbox_env):
+    out = single(image=image(), match_input_aspect=False, aspect_ratio="16:9", prompt="keep the lighting")
+    (item,) = json.loads(out["result"][2])
+    sent = sandbox_env.runs[item["run_id"]]["input"]
+    assert sent["match_input_aspect"] == "false" and sent["aspect_ratio"] == "16:9"
+    assert sent["prompt"] == "keep the lighting"
+    h, w = out["result"][0].shape[1:3]
+    assert w / h == pytest.approx(16 / 9, rel=0.02)
+
+
+def test_batch_means_one_run_per_item_in_order(sandbox_env):
+    imgs = torch.cat([image(seed=1), image(seed=2), image(seed=3)])
+    out = single(image=imgs)
+    batch, urls, info = out["result"]
+    items = json.loads(info)
+    assert batch.shape[0] == 3 and len(urls.splitlines()) == 3
+    assert [i["label"] for i in items] == ["#1 right side view", "#2 right side view", "#3 right side view"]
+    assert sandbox_env.created_runs == 3 and sandbox_env.uploads == 3
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(), "no source"),
+    (dict(image_url="https://example.com/a.png", image="IMG"), "not both"),
+    (dict(image_url="file:///etc/passwd"), "http(s)"),
+    (dict(image_url="ftp://example.com/a.png"), "http(s)"),
+    (dict(image_url="/home/me/a.png"), "http(s)"),
+    (dict(image="IMG", metadata="{not json"), "metadata"),
+    (dict(image="IMG", metadata="[1, 2]"), "metadata must be a JSON object"),
+    (dict(image="IMG", callback_url="javascript:alert(1)"), "callback_url"),
+    (dict(image="IMG", prompt="x" * 5000), "prompt"),
+    (dict(image="IMG", view="top view"), "view"),
+    (dict(image="IMG", upload_format="gif"), "upload_format"),
+    (dict(image="EMPTY"), "empty"),
+])
+def test_bad_input_is_refused_before_any_request(sandbox_env, kwargs, needle):
+    if kwargs.get("image") == "IMG":
+        kwargs["image"] = image()
+    elif kwargs.get("image") == "EMPTY":
+        kwargs["image"] = torch.zeros(0, 8, 8, 3)
+    with pytest.raises(E.InputError) as info:
+        single(**kwargs)
+    assert needle in str(info.value)
+    assert sandbox_env.request_log == [], "rejected input must not reach Runflow"
+
+
+def test_missing_key_says_where_to_put_it(sandbox_env, monkeypatch):
+    monkeypatch.delenv("RUNFLOW_API_KEY")
+    with pytest.raises(E.ConfigError) as info:
+        single(image=image())
+    assert "RUNFLOW_API_KEY" in str(info.value) and "Settings" in str(info.value)
+    assert sandbox_env.created_runs == 0
+
+
+def test_requeue_is_free_even_after_a_restart(sandbox_env):
+    first = single(image=image())
+    assert sandbox_env.created_runs == 1
+    again = single(image=image())  # a new node instance and runner, same disk cache: as after a restart
+    assert sandbox_env.created_runs == 1 and sandbox_env.uploads == 1
+    assert torch.equal(first["result"][0], again["result"][0])
+    assert again["ui"]["runflow"][0]["from_cache"] == 1 and again["ui"]["runflow"][0]["spent_usd"] == 0
+    single(image=image(), seed=1)  # a new seed is a deliberate re-roll
+    assert sandbox_env.created_runs == 2
+
+
+def test_turnaround_renders_views_in_order_with_one_upload(sandbox_env):
+    out = turnaround(image=image())
+    images, labels, urls, info, singles = out["result"]
+    assert labels == list(VIEWS)
+    assert images.shape[0] == 8 and len(singles) == 8 and singles[3].shape[0] == 1
+    assert sandbox_env.uploads == 1 and sandbox_env.created_runs == 8
+    sent = [sandbox_env.runs[i["run_id"]]["input"]["view"] for i in json.loads(info)]
+    assert sent == list(VIEWS)
+    # every view is visibly different
+    assert not torch.equal(images[0], images[4])
+
+
+def test_turnaround_view_selection_and_shared_upload_across_nodes(sandbox_env):
+    out = turnaround(image=image(), views="Back view, front, back view")
+    assert out["result"][1] == ["front view", "back view"]
+    single(image=image(), view="left side view")  # another node, same source: no second upload
+    assert sandbox_env.uploads == 1
+    with pytest.raises(E.InputError, match="unknown 'top'"):
+        turnaround(image=image(), views="front view, top")
+
+
+def test_partial_failure_keeps_the_rest_and_requeue_reruns_only_failed(sandbox_env):
+    sandbox_env.next_runs(status="failed", failure_code="SANDBOX_FORCED_FAILURE", failure_message="boom", times=2)
+    with pytest.raises(E.PartialFailure) as info:
+        turnaround(image=image())
+    assert len(info.value.failures) == 2 and "2 of 8" in str(info.value)
+    assert all(label in VIEWS for label in info.value.failures)
+    assert sandbox_env.created_runs == 8
+    out = turnaround(image=image())
+    assert sandbox_env.created_runs == 10
+    assert out["result"][1] == list(VIEWS)
+
+
+def test_spend_guard_refuses_before_anything_is_sent(sandbox_env, monkeypatch):
+    monkeypatch.setenv("RUNFLOW_MAX_RUNS_PER_PROMPT", "4")
+    with pytest.raises(E.SpendLimitError) as info:
+        turnaround(image=image())
+    assert "8 runs × $0.20 = $1.60" in str(info.value) and "RUNFLOW_MAX_RUNS_PER_PROMPT" in str(info.value)
+    assert sandbox_env.uploads == 0 and sandbox_env.created_runs == 0
+    out = turnaround(image=image(), views="front view, back view")
+    assert out["result"][1] == ["front view", "back view"]
+
+
+def test_cancel_then_requeue_polls_the_same_run(sandbox_env):
+    sandbox_env.next_runs(status="succeeded", run_seconds=1.5)
+
+    async def cancel_midway():
+        task = asyncio.ensure_future(RunflowMultiAngles().execute(**KW, image=image()))
+        while sandbox_env.created_runs == 0:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_midway())
+    assert sandbox_env.created_runs == 1
+    out = single(image=image())  # picks the in-flight run up from the journal
+    assert sandbox_env.created_runs == 1 and out["result"][0].shape[0] == 1
+
+
+def test_rgba_and_grey_inputs_are_handled(sandbox_env):
+    rgba = torch.cat([image(), torch.full((1, 48, 64, 1), 0.5)], dim=-1)
+    out = single(image=rgba)
+    assert out["result"][0].shape[-1] == 3
+    grey = image()[..., :1]
+    out = single(image=grey)
+    assert out["result"][0].shape[-1] == 3
+    nan = image().clone()
+    nan[0, 0, 0, 0] = float("nan")
+    assert torch.isfinite(single(image=nan)["result"][0]).all()
+
+
+def test_image_url_source(sandbox_env, sample_png_bytes):
+    from nodes.client import RunflowClient
+
+    async def upload():
+        async with RunflowClient(sandbox_env.api_key, sandbox_env.url) as c:
+            return (await c.upload(sample_png_bytes, "image/png", "a.png")).url
+
+    url = asyncio.run(upload())
+    out = single(image_url=url)
+    (item,) = json.loads(out["result"][2])
+    assert sandbox_env.runs[item["run_id"]]["input"]["image_url"] == url
+    assert np.asarray(out["result"][0]).shape[0] == 1
