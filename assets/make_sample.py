@@ -62,7 +62,7 @@ def _sdf(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     q = _mug_local(p)
     r = np.hypot(q[..., 0], q[..., 2])
     # hollow capped cylinder with slightly rounded rims
-    outer = np.maximum(r - MUG_R, np.abs(q[..., 1] - MUG_H / 2) - MUG_H / 2) + 0.0
+    outer = np.maximum(r - MUG_R, np.abs(q[..., 1] - MUG_H / 2) - MUG_H / 2)
     inner = np.maximum(r - (MUG_R - MUG_WALL), 0.12 - q[..., 1])
     body = np.maximum(outer, -inner) - 0.012
     # handle: a torus in the local xy plane, outside the body only
@@ -151,7 +151,6 @@ def make_sample(width: int = 768, height: int = 768) -> np.ndarray:
     rd = fwd + sx.reshape(-1, 1) * right + sy.reshape(-1, 1) * up
     rd /= np.linalg.norm(rd, axis=-1, keepdims=True)
     ro = np.broadcast_to(CAM_POS, rd.shape).copy()
-    n_px = len(rd)
 
     # floor plane y=0 (analytic); objects by sphere tracing up to the floor (or a far cut)
     t_floor = np.where(rd[:, 1] < -1e-6, -ro[:, 1] / np.minimum(rd[:, 1], -1e-6), np.inf)
@@ -209,7 +208,6 @@ def make_sample(width: int = 768, height: int = 768) -> np.ndarray:
     img = np.clip(img * 1.15, 0, 1) ** (1 / 1.1)
     rng = np.random.default_rng(1234 + width * 7 + height)
     img = img * 255 + rng.normal(0, 1.6, img.shape)
-    assert n_px == width * height
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 

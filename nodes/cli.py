@@ -151,7 +151,7 @@ def write_results(results: list[ItemResult], out: Path, runner: Runner) -> int:
         written.append(path)
         print(path)
     if len(written) > 1:
-        sheet = contact_sheet([r for r in results if r.data is not None], out / "contact_sheet.png")
+        sheet = write_sheet([r for r in results if r.data is not None], out / "contact_sheet.png")
         print(sheet)
     made, hits = runner.stats["created"], runner.stats["cache_hits"]
     print(f"{len(written)} images in {out}/ · {cost_line(made, hits)} · spent ${runner.stats['spent_usd']:.2f}",
@@ -165,26 +165,15 @@ def write_results(results: list[ItemResult], out: Path, runner: Runner) -> int:
     return 0
 
 
-def contact_sheet(results: list[ItemResult], path: Path, cell: int = 320) -> Path:
+def write_sheet(results: list[ItemResult], path: Path) -> Path:
     """One labelled grid of every result, for a quick look."""
-    import io
+    from PIL import Image
 
-    from PIL import Image, ImageDraw, ImageFont
+    from . import codec
+    from .sheet import contact_sheet
 
-    cols = min(4, len(results))
-    rows = -(-len(results) // cols)
-    label_h = 28
-    sheet = Image.new("RGB", (cols * cell, rows * (cell + label_h)), "white")
-    draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default(size=15)
-    for i, r in enumerate(results):
-        with Image.open(io.BytesIO(r.data)) as im:
-            im = im.convert("RGB")
-            im.thumbnail((cell - 8, cell - 8))
-        x, y = (i % cols) * cell, (i // cols) * (cell + label_h)
-        sheet.paste(im, (x + (cell - im.width) // 2, y + (cell - im.height) // 2))
-        draw.text((x + 8, y + cell + 4), r.spec.view, fill="black", font=font)
-    sheet.save(path)
+    grid = contact_sheet([codec.decode(r.data) for r in results], [r.spec.view for r in results], cell=320)
+    Image.fromarray(grid).save(path)
     return path
 
 

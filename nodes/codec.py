@@ -18,17 +18,17 @@ from .contract import MAX_SIDE, MAX_UPLOAD_BYTES
 from .errors import InputError, ResultError
 
 # Default upload encoding, picked by bench/encode_bench.py on the photo-like sample (mug + ball, sensor noise),
-# reference PNG = img.save(buf, "PNG") as ComfyUI's API nodes do:
-#   JPEG q95 4:4:4 @1 MP: 5.9x fewer bytes, 134x faster encode, PSNR 43.1 dB (PNG 1.37 MB / 460 ms)
-#                   @4 MP: 6.5x fewer bytes, 139x faster encode, PSNR 43.4 dB (PNG 5.41 MB / 1830 ms)
-# WebP (q95, method 0) is 2.3x smaller still but ~6x slower than JPEG, always 4:2:0 chroma, and PSNR 41.6 (less
-# margin); 4:2:0 JPEG saves 28% bytes but smears coloured edges, which a re-render should keep. So: JPEG 4:4:4.
+# reference PNG = img.save(buf, "PNG") as ComfyUI's API nodes do (1.37 MB / 461 ms at 1 MP, 5.41 MB / 1.89 s at 4 MP):
+#   JPEG q95 4:4:4  @1 MP: 5.85x fewer bytes, 135x faster encode, PSNR 43.08 dB
+#                   @4 MP: 6.51x fewer bytes, 140x faster encode, PSNR 43.36 dB
+# WebP q95 m0 is ~2.5x smaller still but ~5x slower than JPEG, always 4:2:0 chroma, PSNR 41.6/42.3 (less margin),
+# and not every image API takes WebP; JPEG 4:2:0 saves ~28% bytes but smears coloured edges a re-render should keep.
 DEFAULT_FORMAT = "jpeg"
 JPEG_QUALITY = 95  # Pillow's documented practical maximum; 97 doubles bytes for +0.5 dB
 JPEG_SUBSAMPLING = 0  # 4:4:4
 WEBP_QUALITY = 95
-WEBP_METHOD = 0  # method 4 (Pillow's default) is ~4x slower for ~1% fewer bytes at this quality
-PNG_COMPRESS_LEVEL = 1  # lossless option: 5x faster than level 6 for ~18% more bytes
+WEBP_METHOD = 0  # method 4 (Pillow's default) is ~3.7x slower for ~11% fewer bytes
+PNG_COMPRESS_LEVEL = 1  # lossless option: 6x faster than level 6 for ~18% more bytes
 UPLOAD_FORMATS = ("auto", "jpeg", "webp", "png")  # a combo widget: frozen, append only
 FIT_MODES = ("pad", "resize")
 MAX_DECODE_PIXELS = 64 * 2**20  # 8192x8192; refuse larger result images before decoding them

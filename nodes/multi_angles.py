@@ -250,11 +250,45 @@ class RunflowMultiAnglesTurnaround:
         return {"ui": _ui(batch, results, note), "result": (batch, labels, urls, info, singles)}
 
 
+class RunflowContactSheet:
+    """A labelled grid of a batch of images (e.g. a turnaround's views). Local and free: no Runflow call."""
+
+    DESCRIPTION = "Lays a batch of images out as one labelled grid, e.g. the views of a turnaround. Free, local."
+    CATEGORY = CATEGORY
+    FUNCTION = "execute"
+    INPUT_IS_LIST = True  # labels arrive as the Turnaround's list output, one per image
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("sheet",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {"images": ("IMAGE", {"tooltip": "Images to lay out (a batch, or a list of batches)."}),
+                         "columns": ("INT", {"default": 4, "min": 1, "max": 16}),
+                         "cell_size": ("INT", {"default": 384, "min": 64, "max": 2048, "step": 32,
+                                               "tooltip": "Each image is fitted into a square of this many px."})},
+            "optional": {"labels": ("STRING", {"forceInput": True,
+                                               "tooltip": "One caption per image (connect the Turnaround's labels)."})},
+        }
+
+    def execute(self, images, columns, cell_size, labels=None):
+        from .sheet import contact_sheet
+
+        arrays = [a for batch in images for a in codec.image_items(batch)]
+        flat = [str(x) for x in (labels or [])]
+        if len(flat) == 1 and len(arrays) > 1 and "\n" in flat[0]:  # a newline-joined string works too
+            flat = flat[0].splitlines()
+        grid = contact_sheet(arrays, flat, columns=int(columns[0]), cell=int(cell_size[0]))
+        return (codec.to_tensor([grid]),)
+
+
 NODE_CLASS_MAPPINGS = {
     "RunflowMultiAngles": RunflowMultiAngles,
     "RunflowMultiAnglesTurnaround": RunflowMultiAnglesTurnaround,
+    "RunflowContactSheet": RunflowContactSheet,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "RunflowMultiAngles": "Runflow Multi Angles",
     "RunflowMultiAnglesTurnaround": "Runflow Multi Angles Turnaround",
+    "RunflowContactSheet": "Runflow Contact Sheet",
 }

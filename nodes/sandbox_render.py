@@ -151,7 +151,7 @@ def _pose_quad(azimuth: float, elevation: float, zoom: float):
 def _perspective_coeffs(dst, src):
     """PIL PERSPECTIVE data mapping output points ``dst`` to input points ``src``."""
     rows, rhs = [], []
-    for (x, y), (u, v) in zip(dst, src):
+    for (x, y), (u, v) in zip(dst, src, strict=True):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
         rhs += [u, v]

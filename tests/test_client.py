@@ -208,7 +208,7 @@ def test_failed_statuses_raise_run_failed(sandbox, sample_png_bytes, status):
 
 
 def test_unknown_status_keeps_polling(sandbox, sample_png_bytes):
-    sandbox.next_runs(status="succeeded", status_sequence=[("warming_up", 0.4), ("running", 0.2),
+    sandbox.next_runs(status="succeeded", status_sequence=[("warming_up", 1.2), ("running", 0.2),
                                                            ("succeeded", None)])
     seen = []
 

@@ -1,0 +1,574 @@
+// The camera-pose picker: an SVG inside a DOM widget that drives the node's real widgets (view/angle/shot, or the
+// Turnaround's `views` text). It keeps no state of its own, so the node behaves the same without it.
+
+import { app } from "../../scripts/app.js";
+import * as PM from "./pose_math.js";
+import { PICKER_MAX_HEIGHT, PICKER_MIN_HEIGHT, ensureStyle, guard, html, logError, r2, svg, titled } from "./runflow_dom.js";
+import { fullName, isTranslated, labelCombos, lookup, tr } from "./runflow_i18n.js";
+
+export const SINGLE = "RunflowMultiAngles";
+export const TURNAROUND = "RunflowMultiAnglesTurnaround";
+const DEFAULT_NODE_WIDTH = 380;
+const POLL_MS = 500; // fallback for value changes that bypass widget callbacks (e.g. some Vue-renderer paths)
+
+export const PICKERS = new Set();
+let pollTimer = null;
+
+function startPolling() {
+  if (pollTimer) return;
+  pollTimer = setInterval(() => {
+    for (const picker of PICKERS) {
+      const keep = guard("picker poll", () => picker.tick());
+      if (keep === false) picker.dispose();
+    }
+    if (!PICKERS.size) {
+      clearInterval(pollTimer);
+      pollTimer = null;
+    }
+  }, POLL_MS);
+}
+
+class PosePicker {
+  constructor(node, multi) {
+    this.node = node;
+    this.multi = multi; // Turnaround: several views, stored in the `views` text widget
+    this.signature = "";
+    this.size = { w: 0, h: 0 };
+    this.layout = null;
+    this.lastRun = null;
+    this.flashText = "";
+    this.flashTimer = null;
+    this.frame = null;
+    this.attached = false;
+    this.detachedTicks = 0;
+    this.waitingTicks = 0;
+
+    this.root = html("div", {
+      class: "runflow-picker",
+      "data-runflow-picker": multi ? TURNAROUND : SINGLE,
+    });
+    this.svg = svg("svg", {
+      class: "runflow-svg",
+      role: "group",
+      "aria-label": tr("picker.aria"),
+      focusable: "false",
+    });
+    this.area = html("div", { class: "runflow-area" });
+    this.area.appendChild(this.svg);
+    this.status = html("div", { class: "runflow-status" });
+    this.costEl = html("div", { class: "runflow-cost", "data-runflow-cost": "" });
+    this.lastEl = html("div", { class: "runflow-last", "data-runflow-last": "" });
+    this.status.append(this.costEl, this.lastEl);
+    this.root.append(this.area, this.status);
+
+    this.svg.addEventListener("click", (e) => guard("picker click", () => this.onClick(e)));
+    this.svg.addEventListener("keydown", (e) => guard("picker key", () => this.onKey(e)));
+    // Keep clicks on the picker from starting a canvas drag/selection in the classic renderer.
+    this.root.addEventListener("pointerdown", (e) => e.stopPropagation());
+
+    // Lay out in real CSS pixels (ResizeObserver ignores the canvas zoom transform), so text stays readable.
+    if (typeof ResizeObserver === "function") {
+      this.resizeObserver = new ResizeObserver((entries) => {
+        const box = entries[entries.length - 1]?.contentRect;
+        const w = Math.round(box?.width ?? 0);
+        const h = Math.round(box?.height ?? 0);
+        if (w > 0 && h > 0 && (w !== this.size.w || h !== this.size.h)) {
+          this.size = { w, h };
+          this.scheduleRender();
+        }
+      });
+      this.resizeObserver.observe(this.area);
+    }
+
+    this.widget = node.addDOMWidget("pose_picker", "runflow_pose", this.root, {
+      serialize: false,
+      hideOnZoom: true,
+      getValue: () => "",
+      setValue: () => {},
+      getMinHeight: () => PICKER_MIN_HEIGHT,
+      getMaxHeight: () => PICKER_MAX_HEIGHT,
+    });
+    if (this.widget) this.widget.serialize = false; // never in widgets_values (workflow JSON)
+
+    for (const name of this.watchedWidgets()) this.wrapCallback(name);
+    PICKERS.add(this);
+    startPolling();
+    this.render();
+  }
+
+  watchedWidgets() {
+    return this.multi ? ["views", "angle", "shot"] : ["view", "angle", "shot"];
+  }
+
+  widgetByName(name) {
+    return this.node.widgets?.find((w) => w.name === name);
+  }
+
+  isLinked(name) {
+    return !!this.node.inputs?.some((input) => (input.widget?.name === name || input.name === name) && input.link != null);
+  }
+
+  wrapCallback(name) {
+    const widget = this.widgetByName(name);
+    if (!widget || widget.__runflowWrapped) return;
+    const original = widget.callback;
+    const picker = this;
+    widget.callback = function (...args) {
+      const result = original?.apply(this, args);
+      picker.scheduleRender();
+      return result;
+    };
+    widget.__runflowWrapped = true;
+  }
+
+  /** What the widgets say right now. */
+  state() {
+    const value = (name) => this.widgetByName(name)?.value;
+    const s = {
+      angle: value("angle"),
+      shot: value("shot"),
+      linked: {
+        view: this.isLinked(this.multi ? "views" : "view"),
+        angle: this.isLinked("angle"),
+        shot: this.isLinked("shot"),
+      },
+    };
+    if (this.multi) {
+      s.viewsText = String(value("views") ?? "");
+      const parsed = PM.parseViews(s.viewsText);
+      s.views = parsed.views;
+      s.unknown = parsed.unknown;
+    } else {
+      s.views = PM.VIEWS.includes(value("view")) ? [value("view")] : [];
+    }
+    return s;
+  }
+
+  currentSignature(state) {
+    return JSON.stringify([state, this.size.w, this.size.h, isTranslated()]);
+  }
+
+  scheduleRender() {
+    if (this.frame) return;
+    const run = () => {
+      this.frame = null;
+      guard("picker render", () => this.render());
+    };
+    this.frame = typeof requestAnimationFrame === "function" ? requestAnimationFrame(run) : setTimeout(run, 16);
+  }
+
+  /** Poll tick: false once the node is gone for good. */
+  tick() {
+    if (!this.node.graph) {
+      if (this.attached) return ++this.detachedTicks < 6;
+      return ++this.waitingTicks < 240; // created but never added to a graph (e.g. a preview): give up after 2 min
+    }
+    this.attached = true;
+    this.detachedTicks = 0;
+    if (this.currentSignature(this.state()) !== this.signature) this.render();
+    return true;
+  }
+
+  measure() {
+    if (!this.size.w || !this.size.h) {
+      const w = Math.round(this.area.clientWidth || 0);
+      const h = Math.round(this.area.clientHeight || 0);
+      if (w > 0 && h > 0) this.size = { w, h };
+    }
+    return this.size;
+  }
+
+  labels() {
+    return {
+      views: Object.fromEntries(PM.VIEWS.map((v) => [v, tr(`picker.views.${v}`)])),
+      angles: Object.fromEntries(PM.ANGLES.map((a) => [a, tr(`picker.angles.${a}`)])),
+      shots: Object.fromEntries(PM.SHOTS.map((s) => [s, tr(`picker.shots.${s}`)])),
+    };
+  }
+
+  render() {
+    const state = this.state();
+    const { w, h } = this.measure();
+    this.signature = this.currentSignature(state);
+    this.renderStatus(state);
+    // Not laid out yet (hidden, zoomed out, or not in the document): draw at the design size; the viewBox scales it.
+    const width = w || PM.DESIGN.width;
+    const height = h || PM.DESIGN.height;
+    this.layout = PM.computeLayout(width, height, this.labels());
+    this.drawSvg(state, this.layout);
+  }
+
+  drawSvg(state, L) {
+    const root = this.svg;
+    root.replaceChildren();
+    root.setAttribute("viewBox", `0 0 ${r2(L.width)} ${r2(L.height)}`);
+    root.setAttribute("preserveAspectRatio", "xMidYMid meet");
+    const { cx, cy } = L.orbit;
+    const selectedViews = new Set(state.views);
+    const font = r2(L.fontSize);
+    const small = r2(L.smallFont);
+
+    // ---- top-down orbit ----
+    const orbit = svg("g", { class: "runflow-orbit" }, root);
+    titled(orbit, tr("picker.orbitHint"));
+    svg("circle", { class: "runflow-orbit-path", cx: r2(cx), cy: r2(cy), r: r2(L.orbit.viewRadius) }, orbit);
+
+    const bandWidth = Math.max(6, (L.orbit.ringBounds[2] - L.orbit.ringBounds[1]) * 0.9);
+    for (const ring of L.orbit.rings) {
+      const selected = ring.shot === state.shot;
+      const g = svg(
+        "g",
+        {
+          class: `runflow-shot${selected ? " is-selected" : ""}${state.linked.shot ? " is-linked" : ""}`,
+          "data-runflow-shot": ring.shot,
+          role: "button",
+          tabindex: "0",
+          "aria-label": fullName("shot", ring.shot),
+          "aria-pressed": String(selected),
+        },
+        orbit,
+      );
+      titled(g, fullName("shot", ring.shot));
+      svg("circle", { class: "runflow-ring-hit", cx: r2(cx), cy: r2(cy), r: r2(ring.r), "stroke-width": r2(Math.min(bandWidth, ring.r)) }, g);
+      svg("circle", { class: "runflow-ring", cx: r2(cx), cy: r2(cy), r: r2(ring.r) }, g);
+    }
+    for (const ring of L.orbit.rings) {
+      const t = svg(
+        "text",
+        {
+          class: `runflow-ring-label${ring.shot === state.shot ? " is-selected" : ""}`,
+          x: r2(ring.label.x),
+          y: r2(ring.label.y),
+          "text-anchor": "middle",
+          "font-size": small,
+        },
+        orbit,
+      );
+      t.textContent = ring.label.text;
+    }
+
+    // Cameras on the selected distance ring, looking at the subject.
+    const ringR = L.orbit.rings.find((r) => r.shot === state.shot)?.r;
+    if (ringR) {
+      for (const view of state.views) {
+        const p = PM.viewToPoint(view, cx, cy, ringR);
+        svg("line", { class: "runflow-sight", x1: r2(p.x), y1: r2(p.y), x2: r2(cx), y2: r2(cy) }, orbit);
+        this.drawCamera(orbit, p.x, p.y, PM.VIEW_AZIMUTH[view], L.scale);
+      }
+    }
+
+    // The subject, seen from above: faces the bottom (front), with its right (R) and left (L) sides marked.
+    const subject = svg("g", { class: "runflow-subject-group" }, orbit);
+    titled(subject, tr("picker.orbitHint"));
+    const sr = L.orbit.subjectR;
+    svg("circle", { class: "runflow-subject", cx: r2(cx), cy: r2(cy), r: r2(sr * 0.75) }, subject);
+    svg(
+      "path",
+      {
+        class: "runflow-subject",
+        d: `M ${r2(cx - sr * 0.45)} ${r2(cy + sr * 0.5)} L ${r2(cx + sr * 0.45)} ${r2(cy + sr * 0.5)} L ${r2(cx)} ${r2(cy + sr * 1.15)} Z`,
+      },
+      subject,
+    );
+    const sideFont = r2(L.smallFont * 0.85);
+    const sideOffset = sr + (L.orbit.rings[0].r - sr) / 2;
+    for (const [text, dx] of [
+      [tr("picker.subjectRight"), -sideOffset],
+      [tr("picker.subjectLeft"), sideOffset],
+    ]) {
+      const t = svg(
+        "text",
+        { class: "runflow-subject-side", x: r2(cx + dx), y: r2(cy + sideFont * 0.35), "text-anchor": "middle", "font-size": sideFont },
+        subject,
+      );
+      t.textContent = text;
+    }
+
+    for (const v of L.views) {
+      const selected = selectedViews.has(v.view);
+      const name = fullName("view", v.view);
+      const g = svg(
+        "g",
+        {
+          class: `runflow-view${selected ? " is-selected" : ""}${state.linked.view ? " is-linked" : ""}`,
+          "data-runflow-view": v.view,
+          role: "button",
+          tabindex: "0",
+          "aria-label": name,
+          "aria-pressed": String(selected),
+        },
+        orbit,
+      );
+      titled(g, this.multi ? `${name} (${tr("picker.toggleHint")})` : name);
+      svg("circle", { class: "runflow-hit", cx: r2(v.x), cy: r2(v.y), r: r2(L.orbit.viewHitR) }, g);
+      svg("circle", { class: "runflow-marker", cx: r2(v.x), cy: r2(v.y), r: r2(L.orbit.markerR) }, g);
+      const t = svg(
+        "text",
+        { class: "runflow-label", x: r2(v.label.x), y: r2(v.label.y), "text-anchor": v.label.anchor, "font-size": font },
+        g,
+      );
+      t.textContent = v.label.text;
+    }
+
+    if (this.multi) {
+      const g = svg("g", { "data-runflow-views": "all", role: "button", tabindex: "0", "aria-label": tr("picker.allHint") }, root);
+      titled(g, tr("picker.allHint"));
+      const x = L.width - 4 * L.scale;
+      const y = L.height - 4 * L.scale;
+      const t = svg("text", { class: "runflow-muted", x: r2(x), y: r2(y), "text-anchor": "end", "font-size": small }, g);
+      t.textContent = tr("picker.all");
+    }
+
+    // ---- side-view elevation arc ----
+    const E = L.elevation;
+    const arcGroup = svg("g", { class: "runflow-elevation" }, root);
+    titled(arcGroup, tr("picker.arcHint"));
+    svg("line", { class: "runflow-ground", x1: r2(E.ground.x1), y1: r2(E.ground.y), x2: r2(E.ground.x2), y2: r2(E.ground.y) }, arcGroup);
+    svg(
+      "path",
+      {
+        class: "runflow-arc",
+        d: `M ${r2(E.arc.from.x)} ${r2(E.arc.from.y)} A ${r2(E.r)} ${r2(E.r)} 0 0 0 ${r2(E.arc.to.x)} ${r2(E.arc.to.y)}`,
+      },
+      arcGroup,
+    );
+    svg("circle", { class: "runflow-subject", cx: r2(E.sx), cy: r2(E.sy), r: r2(E.subjectR) }, arcGroup);
+    const selectedAngle = E.angles.find((a) => a.angle === state.angle);
+    if (selectedAngle) {
+      svg("line", { class: "runflow-sight", x1: r2(selectedAngle.x), y1: r2(selectedAngle.y), x2: r2(E.sx), y2: r2(E.sy) }, arcGroup);
+    }
+    for (const a of E.angles) {
+      const selected = a.angle === state.angle;
+      const name = fullName("angle", a.angle);
+      const g = svg(
+        "g",
+        {
+          class: `runflow-angle${selected ? " is-selected" : ""}${state.linked.angle ? " is-linked" : ""}`,
+          "data-runflow-angle": a.angle,
+          role: "button",
+          tabindex: "0",
+          "aria-label": name,
+          "aria-pressed": String(selected),
+        },
+        arcGroup,
+      );
+      titled(g, `${name} (${a.elevation > 0 ? "+" : ""}${a.elevation}°)`);
+      svg("circle", { class: "runflow-hit", cx: r2(a.x), cy: r2(a.y), r: r2(E.hitR) }, g);
+      svg("circle", { class: "runflow-marker", cx: r2(a.x), cy: r2(a.y), r: r2(E.markerR) }, g);
+      const t = svg(
+        "text",
+        { class: "runflow-label", x: r2(a.label.x), y: r2(a.label.y), "text-anchor": "start", "font-size": font },
+        g,
+      );
+      t.textContent = a.label.text;
+    }
+  }
+
+  /** A small camera: body plus a lens opening towards the subject; drawn pointing up, then rotated. */
+  drawCamera(parent, x, y, rotationDeg, k) {
+    const s = 1.1 * k;
+    svg(
+      "path",
+      {
+        class: "runflow-camera",
+        transform: `translate(${r2(x)} ${r2(y)}) rotate(${r2(rotationDeg)}) scale(${r2(s)})`,
+        d: "M -5 1 L 5 1 L 5 7 L -5 7 Z M -2.5 1 L 2.5 1 L 4.5 -4 L -4.5 -4 Z",
+      },
+      parent,
+    );
+  }
+
+  renderStatus(state) {
+    // Line 1: the live estimate (or a short notice).
+    let cost;
+    let warn = false;
+    let hint;
+    if (this.multi) {
+      hint = tr("cost.turnaroundHint");
+      if (state.unknown?.length) {
+        cost = tr("cost.unknown", { names: state.unknown.join(", ") });
+        warn = true;
+      } else if (!state.views.length) {
+        cost = tr("cost.noViews");
+        warn = true;
+      } else {
+        cost = runsText(state.views.length);
+      }
+    } else {
+      hint = tr("cost.singleHint");
+      cost = tr("cost.single", { price: PM.formatUsd(PM.PRICE_PER_RUN_USD) });
+    }
+    if (this.flashText) {
+      cost = this.flashText;
+      warn = true;
+    }
+    this.costEl.textContent = cost;
+    this.costEl.title = `${cost}\n${hint}`;
+    this.costEl.classList.toggle("runflow-warn", warn);
+
+    // Line 2: what the last run reported (ui.runflow).
+    const info = this.lastRun;
+    if (!info) {
+      this.lastEl.textContent = "";
+      this.lastEl.title = "";
+      return;
+    }
+    const parts = [];
+    if (info.status) parts.push(String(info.status));
+    if (info.spent_usd != null) parts.push(tr("last.spent", { amount: PM.formatUsd(info.spent_usd) }));
+    if (info.from_cache) parts.push(tr("last.fromCache", { n: info.from_cache }));
+    if (info.session_total_usd != null) parts.push(tr("last.session", { amount: PM.formatUsd(info.session_total_usd) }));
+    const text = `${tr("last.prefix")} ${parts.join(" · ")}`;
+    this.lastEl.textContent = text;
+    this.lastEl.title = [text, info.cost_line, info.note].filter(Boolean).join("\n");
+  }
+
+  flash(text) {
+    this.flashText = text;
+    clearTimeout(this.flashTimer);
+    this.flashTimer = setTimeout(() => {
+      this.flashText = "";
+      guard("picker status", () => this.renderStatus(this.state()));
+    }, 2500);
+    this.renderStatus(this.state());
+  }
+
+  onExecuted(output) {
+    const raw = output?.runflow;
+    const info = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+    if (info && typeof info === "object") {
+      this.lastRun = info;
+      this.renderStatus(this.state());
+    }
+  }
+
+  targetOf(event) {
+    return event.target?.closest?.("[data-runflow-view],[data-runflow-angle],[data-runflow-shot],[data-runflow-views]");
+  }
+
+  onClick(event) {
+    const target = this.targetOf(event);
+    let hit = target ? hitFromElement(target) : null;
+    if (!hit && this.layout) {
+      const rect = this.svg.getBoundingClientRect();
+      if (rect.width > 0 && rect.height > 0) {
+        const x = ((event.clientX - rect.left) * this.layout.width) / rect.width;
+        const y = ((event.clientY - rect.top) * this.layout.height) / rect.height;
+        hit = PM.hitTest(x, y, this.layout);
+      }
+    }
+    if (hit) {
+      event.stopPropagation();
+      this.apply(hit);
+    }
+  }
+
+  onKey(event) {
+    if (event.key !== "Enter" && event.key !== " ") return;
+    const target = this.targetOf(event);
+    if (!target) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const hit = hitFromElement(target);
+    if (hit) this.apply(hit);
+  }
+
+  apply(hit) {
+    if (hit.kind === "views") {
+      this.setWidget("views", PM.formatViews(PM.VIEWS));
+    } else if (hit.kind === "view" && this.multi) {
+      const current = PM.parseViews(String(this.widgetByName("views")?.value ?? "")).views;
+      const next = PM.toggleView(current, hit.value);
+      if (!next.length) {
+        this.flash(tr("picker.keepOne"));
+        return;
+      }
+      this.setWidget("views", PM.formatViews(next));
+    } else if (hit.kind === "view") {
+      this.setWidget("view", hit.value);
+    } else if (hit.kind === "angle") {
+      this.setWidget("angle", hit.value);
+    } else if (hit.kind === "shot") {
+      this.setWidget("shot", hit.value);
+    }
+  }
+
+  /** Set a real widget the way a user edit would: value, then its callback, then redraw and record the change. */
+  setWidget(name, value) {
+    const widget = this.widgetByName(name);
+    if (!widget) return false;
+    if (this.isLinked(name)) {
+      this.flash(tr("picker.linked", { name }));
+      return false;
+    }
+    const allowed = widget.options?.values;
+    if (Array.isArray(allowed) && !allowed.includes(value)) {
+      logError(`"${value}" is not an option of ${name}`);
+      return false;
+    }
+    if (widget.value !== value) {
+      let done = false;
+      if (typeof widget.setValue === "function" && app.canvas) {
+        // LiteGraph's own path: value, callback, node.onWidgetChanged, graph version.
+        done = guard(`setting ${name}`, () => {
+          widget.setValue(value, { e: undefined, node: this.node, canvas: app.canvas });
+          return true;
+        }) === true;
+      }
+      if (!done && widget.value !== value) {
+        widget.value = value;
+        guard(`${name} callback`, () => widget.callback?.(widget.value, app.canvas, this.node, undefined, undefined));
+      }
+      guard("marking the workflow changed", () => {
+        app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState?.();
+      });
+    }
+    guard("redraw", () => {
+      this.node.setDirtyCanvas?.(true, true);
+      app.graph?.setDirtyCanvas?.(true, true);
+    });
+    this.render();
+    return true;
+  }
+
+  dispose() {
+    PICKERS.delete(this);
+    this.resizeObserver?.disconnect();
+    clearTimeout(this.flashTimer);
+    if (this.frame && typeof cancelAnimationFrame === "function") cancelAnimationFrame(this.frame);
+    this.frame = null;
+  }
+}
+
+function hitFromElement(el) {
+  const d = el.dataset ?? {};
+  if (d.runflowView) return { kind: "view", value: d.runflowView };
+  if (d.runflowAngle) return { kind: "angle", value: d.runflowAngle };
+  if (d.runflowShot) return { kind: "shot", value: d.runflowShot };
+  if (d.runflowViews) return { kind: "views", value: d.runflowViews };
+  return null;
+}
+
+/** "8 runs × $0.20 = $1.60", in the UI language when a translation exists. */
+function runsText(runs) {
+  if (!isTranslated()) return PM.costLine(runs); // English: singular/plural handled there
+  const template = tr("cost.runs");
+  const each = PM.PRICE_PER_RUN_USD;
+  return template
+    .replace("{runs}", String(runs))
+    .replace("{price}", PM.formatUsd(each))
+    .replace("{total}", PM.formatUsd((Math.round(each * 10000) * runs) / 10000));
+}
+
+export function setupNode(node, multi) {
+  ensureStyle();
+  const picker = new PosePicker(node, multi);
+  node.__runflowPicker = picker;
+  labelCombos(node);
+  // New nodes only (a loaded workflow restores its saved size afterwards): wide enough for readable labels.
+  guard("sizing the node", () => {
+    const min = node.computeSize?.();
+    if (min && node.size) node.setSize?.([Math.max(node.size[0], min[0], DEFAULT_NODE_WIDTH), Math.max(node.size[1], min[1])]);
+  });
+}
+
