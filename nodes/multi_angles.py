@@ -144,9 +144,9 @@ async def _execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concur
     return results
 
 
-def _outputs(results: list[ItemResult]) -> tuple:
-    arrays = [codec.decode(r.data) for r in results]
-    batch, note = codec.fit_batch(arrays)
+async def _outputs(results: list[ItemResult]) -> tuple:
+    arrays = await asyncio.gather(*(codec.decode_async(r.data) for r in results))  # off the event loop
+    batch, note = await asyncio.to_thread(codec.fit_batch, list(arrays))
     if note:
         comfy.status_text(f"Runflow: {note}")
     urls = "\n".join(r.url or "" for r in results)
@@ -154,9 +154,9 @@ def _outputs(results: list[ItemResult]) -> tuple:
     return batch, urls, info, note
 
 
-def _ui(batch, results: list[ItemResult], note: str | None) -> dict:
+async def _ui(batch, results: list[ItemResult], note: str | None) -> dict:
     spent = sum(float(r.info.get("cost") or 0) for r in results if not r.from_cache)
-    return {"images": comfy.preview_images(batch),
+    return {"images": await asyncio.to_thread(comfy.preview_images, batch),
             "runflow": [{"labels": [r.spec.label for r in results], "from_cache": sum(r.from_cache for r in results),
                          "spent_usd": round(spent, 2), "session_total_usd": round(SESSION["spent_usd"], 2),
                          "cost_line": cost_line(len(results) - sum(r.from_cache for r in results),
@@ -201,8 +201,8 @@ class RunflowMultiAngles:
         jobs = [(src, dataclasses.replace(spec, label=f"#{i + 1} {view}" if many else view))
                 for i, src in enumerate(sources)]
         results = await _execute(jobs, title="Runflow", max_concurrent=4)
-        batch, urls, info, note = _outputs(results)
-        return {"ui": _ui(batch, results, note), "result": (batch, urls, info)}
+        batch, urls, info, note = await _outputs(results)
+        return {"ui": await _ui(batch, results, note), "result": (batch, urls, info)}
 
 
 class RunflowMultiAnglesTurnaround:
@@ -244,10 +244,10 @@ class RunflowMultiAnglesTurnaround:
         jobs = [(src, dataclasses.replace(spec, label=f"#{i + 1} {spec.view}" if many else spec.view))
                 for i, src in enumerate(sources) for spec in specs]
         results = await _execute(jobs, title="Runflow turnaround", max_concurrent=max_concurrent)
-        batch, urls, info, note = _outputs(results)
+        batch, urls, info, note = await _outputs(results)
         labels = [r.spec.label for r in results]
         singles = [batch[i:i + 1] for i in range(batch.shape[0])]
-        return {"ui": _ui(batch, results, note), "result": (batch, labels, urls, info, singles)}
+        return {"ui": await _ui(batch, results, note), "result": (batch, labels, urls, info, singles)}
 
 
 class RunflowContactSheet:

@@ -1140,43 +1140,43 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path, method = split.path, ("GET" if self.command == "HEAD" else self.command)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status: int | None = None
-        body = None
         try:
+            body = self._read_body(path.startswith("/_storage/"))
+        except _BodyError as exc:
+            self.close_connection = True
+            self._record(sb, path, split.query, headers, b"", exc.response.status)
+            self._send(exc.response)
+            return
+        req = _Request(method, path, parse_qs(split.query), headers, body, str(uuid.uuid4()))
+        fault = None if path.startswith("/_sandbox/") else sb.faults.take(method, path, _PRE_KINDS)
+        kind = fault.kind if fault else None
+        resp = None
+        if kind == "delay" and fault.params.get("before"):
+            time.sleep(float(fault.params.get("seconds", 1.0)))
+        if kind in ("status", "malformed_json", "huge_json", "expire_output"):
+            resp = _fault_response(fault, path)
+        elif kind != "drop_before":
             try:
-                body = self._read_body(path.startswith("/_storage/"))
-            except _BodyError as exc:
-                self.close_connection = True
-                status = self._send(exc.response)
-                return
-            req = _Request(method, path, parse_qs(split.query), headers, body, str(uuid.uuid4()))
-            fault = None if path.startswith("/_sandbox/") else sb.faults.take(method, path, _PRE_KINDS)
-            kind = fault.kind if fault else None
-            if kind == "drop_before":
-                return self._drop(fault)
-            if kind == "delay" and fault.params.get("before"):
-                time.sleep(float(fault.params.get("seconds", 1.0)))
-            if kind in ("status", "malformed_json", "huge_json", "expire_output"):
-                resp = _fault_response(fault, path)
-            else:
-                try:
-                    resp = sb._dispatch(req)
-                except Exception:
-                    log.exception("sandbox: %s %s failed", method, path)
-                    resp = _error(500, "INTERNAL_ERROR", "The sandbox hit a bug handling this request (see its log)")
-            if kind == "drop_after":
-                return self._drop(fault)
-            if kind == "delay" and not fault.params.get("before"):
-                time.sleep(float(fault.params.get("seconds", 1.0)))
-            if path.startswith("/v1/"):
-                resp.headers.setdefault("Runflow-Request-Id", req.request_id)
-            status = self._send(resp)
-        finally:
-            with sb._lock:
-                sb.request_log.append((self.command, path, status, headers))
-                if path.startswith("/_storage/"):
-                    sb.storage_requests.append({"method": self.command, "path": path, "query": split.query,
-                                                "headers": headers, "status": status, "size": len(body or b"")})
+                resp = sb._dispatch(req)
+            except Exception:
+                log.exception("sandbox: %s %s failed", method, path)
+                resp = _error(500, "INTERNAL_ERROR", "The sandbox hit a bug handling this request (see its log)")
+        if kind in ("drop_before", "drop_after"):
+            self._record(sb, path, split.query, headers, body, None)
+            return self._drop(fault)
+        if kind == "delay" and not fault.params.get("before"):
+            time.sleep(float(fault.params.get("seconds", 1.0)))
+        if path.startswith("/v1/"):
+            resp.headers.setdefault("Runflow-Request-Id", req.request_id)
+        self._record(sb, path, split.query, headers, body, resp.status)  # before the answer leaves: no races
+        self._send(resp)
+
+    def _record(self, sb: Sandbox, path: str, query: str, headers: dict, body: bytes, status: int | None) -> None:
+        with sb._lock:
+            sb.request_log.append((self.command, path, status, headers))
+            if path.startswith("/_storage/"):
+                sb.storage_requests.append({"method": self.command, "path": path, "query": query,
+                                            "headers": headers, "status": status, "size": len(body)})
 
     def _drop(self, fault: Fault) -> None:
         """Close the connection without a response (RST instead of FIN with ``reset=True``)."""
@@ -1184,7 +1184,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.params.get("reset"):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
-    def _send(self, resp: Response) -> int:
+    def _send(self, resp: Response) -> None:
         length = resp.length if resp.chunks else len(resp.body)
         self.send_response(resp.status)
         self.send_header("Content-Type", resp.content_type)
@@ -1195,7 +1195,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command == "HEAD":
-            return resp.status
+            return
         try:
             if resp.chunks:
                 for chunk in resp.chunks():
@@ -1204,7 +1204,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(resp.body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        return resp.status
 
 
 _PRE_KINDS = ("status", "drop_after", "drop_before", "delay", "malformed_json", "huge_json", "expire_output")

@@ -482,7 +482,7 @@ def test_corrupt_output(api, sandbox, image_url, sample_png_bytes, mode):
     assert httpx.get(url).content == good  # once
 
 
-def test_random_faults_are_reproducible(sandbox):
+def test_random_faults_are_reproducible():
     def failures() -> list[int]:
         sb = Sandbox().start()
         try:

@@ -560,8 +560,21 @@ function runsText(runs) {
     .replace("{total}", PM.formatUsd((Math.round(each * 10000) * runs) / 10000));
 }
 
+/**
+ * New nodes start with the seed control on "fixed", so re-queueing never re-bills by accident. The Python node asks
+ * for that (control_after_generate="fixed"), but frontends before ~1.28 read the string as the control widget's
+ * *name* and default it to "randomize". Runs before onConfigure, so a loaded workflow keeps its saved choice.
+ */
+function defaultSeedControlToFixed(node) {
+  const seed = node.widgets?.find((w) => w.name === "seed");
+  const isControl = (w) => Array.isArray(w?.options?.values) && w.options.values.includes("fixed") && w.options.values.includes("randomize");
+  const control = seed?.linkedWidgets?.find(isControl) ?? node.widgets?.[node.widgets.indexOf(seed) + 1];
+  if (seed && isControl(control) && control.value !== "fixed") control.value = "fixed";
+}
+
 export function setupNode(node, multi) {
   ensureStyle();
+  guard("seed control default", () => defaultSeedControlToFixed(node));
   const picker = new PosePicker(node, multi);
   node.__runflowPicker = picker;
   labelCombos(node);
