@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU build; ComfyUI users already have torch, so requirements.txt never lists it
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-python test-web test-comfyui bench soak clean
+.PHONY: demo test test-python test-web validate test-comfyui bench soak clean
 
 $(VENV)/.ready: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,22 @@ demo: $(VENV)/.ready
 	$(PY) -m nodes.cli --sandbox --out runflow_out
 	@echo "open runflow_out/contact_sheet.png"
 
-test: test-python test-web
+test: test-python test-web validate
 
 test-python: $(VENV)/.ready
 	$(PY) -m pytest -q
 
 test-web:
 	node --test tests/web/
+
+# the registry's own checks (comfy-cli from PyPI, in its own venv so its pins never touch the test venv)
+.venv-comfycli/.ready:
+	$(PYTHON) -m venv .venv-comfycli
+	.venv-comfycli/bin/python -m pip install -q comfy-cli
+	touch $@
+
+validate: .venv-comfycli/.ready
+	.venv-comfycli/bin/comfy --skip-prompt --no-enable-telemetry node validate
 
 # needs a ComfyUI checkout + venv (../shared/comfyui-harness); skipped when COMFYUI_DIR is unset
 test-comfyui: $(VENV)/.ready
@@ -37,4 +46,4 @@ soak: $(VENV)/.ready
 	$(PY) bench/soak.py
 
 clean:
-	rm -rf $(VENV) runflow_out .pytest_cache
+	rm -rf $(VENV) .venv-comfycli runflow_out .pytest_cache

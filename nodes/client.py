@@ -299,7 +299,14 @@ class RunflowClient:
                 log.info("Runflow %s %s: %s; retry %d in %.1fs", method, path, type(exc).__name__, attempt, delay)
             else:
                 if resp.status_code < 400:
-                    return _parse_json(raw, method, path)
+                    try:
+                        return _parse_json(raw, method, path)
+                    except E.ServerError:  # a garbled 2xx body: a broken gateway, transient like a 5xx
+                        if once or attempt >= self.retry.attempts:
+                            raise
+                        self.stats["retries"] += 1
+                        await self._sleep(self.retry.delay(attempt - 1))
+                        continue
                 resp._content = raw  # let error parsing read the capped body
                 retryable = self.retry.should_retry_status(resp.status_code)
                 if once or not retryable or attempt >= self.retry.attempts:
@@ -466,9 +473,9 @@ class RunflowClient:
             self.stats["retries"] += 1
             await self._sleep(self.retry.delay(attempt - 1))
 
-    async def fetch_result(self, run: Run, *, index: int = 0) -> tuple[bytes, str, Run]:
+    async def fetch_result(self, run: Run, *, index: int = 0, resigns: int = 5) -> tuple[bytes, str, Run]:
         """Download output ``index`` of a succeeded run; on an expired URL, GET the run again for a fresh one."""
-        for attempt in range(3):
+        for attempt in range(resigns + 1):
             urls = run.output_urls
             if len(urls) <= index:
                 raise E.ResultError(f"Runflow run {run.id} succeeded but its output has no image URL "
@@ -476,10 +483,12 @@ class RunflowClient:
             try:
                 return await self.download(urls[index]), urls[index], run
             except ExpiredURL:
-                if attempt == 2:
-                    raise E.ResultError(f"the result URL of run {run.id} keeps answering 'expired'; "
-                                        "re-queue to try again.") from None
+                if attempt == resigns:
+                    raise E.ResultError(f"the result URL of run {run.id} keeps answering 'expired'; re-queue to "
+                                        "collect it (the run is not paid again).") from None
                 log.info("Runflow: result URL of run %s expired; fetching a fresh one", run.id)
+                if attempt:
+                    await self._sleep(self.retry.delay(attempt - 1))
                 run = await self.get_run(run.id)
         raise AssertionError("unreachable")
 

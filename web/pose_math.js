@@ -163,6 +163,19 @@ function inBox(x, y, box, pad = 2) {
   return x >= box.x - pad && x <= box.x + box.w + pad && y >= box.y - pad && y <= box.y + box.h + pad;
 }
 
+/**
+ * The centre of the bounding box of a marker's hit circle and its label, plus a small radius around it: the gap
+ * between marker and label is clickable too, and a click at the centre of the drawn group (what browser-test
+ * tools do) always lands on it.
+ */
+function grip(x, y, hitR, box, r) {
+  const left = Math.min(x - hitR, box.x);
+  const right = Math.max(x + hitR, box.x + box.w);
+  const top = Math.min(y - hitR, box.y);
+  const bottom = Math.max(y + hitR, box.y + box.h);
+  return { x: (left + right) / 2, y: (top + bottom) / 2, r };
+}
+
 /** Nominal design size; computeLayout scales it uniformly into the real width/height and centres it. */
 export const DESIGN = Object.freeze({ width: 360, height: 196 });
 
@@ -202,7 +215,9 @@ export function computeLayout(width, height, labels = {}) {
     // Ring labels sit on the ring between the "back" and "back-left" markers (azimuth 202.5°), where no camera
     // marker is ever drawn.
     const lp = azimuthToPoint(202.5, cx, cy, r);
-    return { shot, r, label: { x: lp.x, y: lp.y + smallFont * 0.35, text: shotText(shot) } };
+    const text = shotText(shot);
+    const ly = lp.y + smallFont * 0.35;
+    return { shot, r, label: { x: lp.x, y: ly, anchor: "middle", text, box: labelBox(lp.x, ly, text, smallFont, "middle") } };
   });
   // A click anywhere in the disc goes to the nearest ring; these are the band edges (subject and outer rim excluded).
   const ringBounds = [subjectR + 2 * k];
@@ -219,12 +234,14 @@ export function computeLayout(width, height, labels = {}) {
     if (dy < -0.3) ly = lp.y; // above the marker: baseline at the label point
     if (dy > 0.3) ly = lp.y + fontSize * 0.8; // below the marker: hang the text under it
     const text = viewText(view);
+    const box = labelBox(lp.x, ly, text, fontSize, anchor);
     return {
       view,
       azimuth: VIEW_AZIMUTH[view],
       x: p.x,
       y: p.y,
-      label: { x: lp.x, y: ly, anchor, text, box: labelBox(lp.x, ly, text, fontSize, anchor) },
+      label: { x: lp.x, y: ly, anchor, text, box },
+      grip: grip(p.x, p.y, viewHitR, box, 4 * k),
     };
   });
 
@@ -239,12 +256,14 @@ export function computeLayout(width, height, labels = {}) {
     const lx = p.x + angleMarkerR + 3 * k;
     const ly = p.y + fontSize * 0.35;
     const text = angleText(angle);
+    const box = labelBox(lx, ly, text, fontSize, "start");
     return {
       angle,
       elevation: ANGLE_ELEVATION[angle],
       x: p.x,
       y: p.y,
-      label: { x: lx, y: ly, anchor: "start", text, box: labelBox(lx, ly, text, fontSize, "start") },
+      label: { x: lx, y: ly, anchor: "start", text, box },
+      grip: grip(p.x, p.y, angleHitR, box, 4 * k),
     };
   });
   const arcFrom = elevationToPoint(ANGLE_ELEVATION["low-angle shot"] - 8, sx, sy, arcR);
@@ -274,7 +293,8 @@ export function computeLayout(width, height, labels = {}) {
 
 /**
  * What a click at (x, y) selects: {kind: "view"|"angle"|"shot", value} or null.
- * View markers and labels win over everything, then the angle markers/labels, then the nearest distance ring.
+ * View markers and labels win over everything, then the angle markers/labels, then the ring labels, then the
+ * nearest distance ring. The subject (centre) and everything outside these is a miss.
  */
 export function hitTest(x, y, layout) {
   if (!layout || !Number.isFinite(x) || !Number.isFinite(y)) return null;
@@ -289,7 +309,9 @@ export function hitTest(x, y, layout) {
     }
   }
   if (best) return { kind: "view", value: best };
-  for (const v of layout.views) if (inBox(x, y, v.label.box)) return { kind: "view", value: v.view };
+  for (const v of layout.views) {
+    if (inBox(x, y, v.label.box) || Math.hypot(x - v.grip.x, y - v.grip.y) <= v.grip.r) return { kind: "view", value: v.view };
+  }
 
   for (const a of elevation.angles) {
     const d = Math.hypot(x - a.x, y - a.y);
@@ -299,7 +321,10 @@ export function hitTest(x, y, layout) {
     }
   }
   if (best) return { kind: "angle", value: best };
-  for (const a of elevation.angles) if (inBox(x, y, a.label.box)) return { kind: "angle", value: a.angle };
+  for (const a of elevation.angles) {
+    if (inBox(x, y, a.label.box) || Math.hypot(x - a.grip.x, y - a.grip.y) <= a.grip.r) return { kind: "angle", value: a.angle };
+  }
+  for (const ring of orbit.rings) if (inBox(x, y, ring.label.box, 1)) return { kind: "shot", value: ring.shot };
 
   const d = Math.hypot(x - orbit.cx, y - orbit.cy);
   const b = orbit.ringBounds;

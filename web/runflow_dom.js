@@ -41,7 +41,7 @@ const CSS = `
   --runflow-accent: #4ea3ff;
   --runflow-muted: var(--descrip-text, #9a9a9a);
   box-sizing: border-box; display: flex; flex-direction: column; gap: 2px;
-  width: 100%; height: 100%; min-height: ${PICKER_MIN_HEIGHT}px; padding: 3px 4px 2px;
+  width: 100%; height: 100%; min-height: ${PICKER_MIN_HEIGHT - 32}px; padding: 3px 4px 2px;
   background: var(--comfy-input-bg, #222); color: var(--input-text, #ddd);
   border: 1px solid var(--border-color, #4e4e4e); border-radius: 6px;
   font-family: inherit; overflow: hidden; user-select: none; -webkit-user-select: none;
@@ -55,13 +55,15 @@ const CSS = `
 .runflow-picker .runflow-ring-hit { fill: none; stroke: transparent; pointer-events: stroke; }
 .runflow-picker .runflow-ring-label { fill: var(--runflow-muted); paint-order: stroke; stroke: var(--comfy-input-bg, #222);
   stroke-width: 3px; stroke-linejoin: round; pointer-events: none; }
-.runflow-picker [data-runflow-shot]:hover .runflow-ring { stroke: var(--input-text, #ddd); }
-.runflow-picker [data-runflow-shot].is-selected .runflow-ring { stroke: var(--runflow-accent); stroke-width: 2; }
-.runflow-picker .runflow-ring-label.is-selected { fill: var(--runflow-accent); font-weight: 600; }
-.runflow-picker .runflow-hit { fill: transparent; stroke: none; }
+.runflow-picker [data-runflow-ring]:hover .runflow-ring { stroke: var(--input-text, #ddd); }
+.runflow-picker [data-runflow-ring].is-selected .runflow-ring { stroke: var(--runflow-accent); stroke-width: 2; }
+.runflow-picker [data-runflow-shot]:hover .runflow-ring-label { fill: var(--input-text, #ddd); }
+.runflow-picker [data-runflow-shot].is-selected .runflow-ring-label { fill: var(--runflow-accent); font-weight: 600; }
+.runflow-picker .runflow-hit { fill: transparent; stroke: none; pointer-events: all; }
 .runflow-picker .runflow-marker { fill: var(--comfy-menu-bg, #353535); stroke: var(--runflow-muted); stroke-width: 1.2; }
 .runflow-picker [data-runflow-view], .runflow-picker [data-runflow-angle], .runflow-picker [data-runflow-shot],
-.runflow-picker [data-runflow-views] { cursor: pointer; outline: none; }
+.runflow-picker [data-runflow-ring], .runflow-picker [data-runflow-views] { cursor: pointer; outline: none; }
+.runflow-picker [data-runflow-shot]:focus-visible .runflow-ring-label { text-decoration: underline; }
 .runflow-picker [data-runflow-view]:hover .runflow-marker,
 .runflow-picker [data-runflow-angle]:hover .runflow-marker { stroke: var(--input-text, #ddd); stroke-width: 2; }
 .runflow-picker [data-runflow-view]:focus-visible .runflow-marker,
@@ -69,7 +71,7 @@ const CSS = `
 .runflow-picker .is-selected .runflow-marker { fill: var(--runflow-accent); stroke: var(--runflow-accent); }
 .runflow-picker .is-selected > .runflow-label { fill: var(--runflow-accent); font-weight: 600; }
 .runflow-picker .is-linked { opacity: 0.45; cursor: not-allowed; }
-.runflow-picker .runflow-subject { fill: var(--input-text, #ddd); stroke: none; }
+.runflow-picker .runflow-subject { fill: var(--input-text, #ddd); stroke: none; pointer-events: none; }
 .runflow-picker .runflow-subject-side { fill: var(--runflow-muted); font-weight: 600; pointer-events: none; }
 .runflow-picker .runflow-camera { fill: var(--runflow-accent); stroke: var(--comfy-input-bg, #222); stroke-width: 0.8; pointer-events: none; }
 .runflow-picker .runflow-sight { stroke: var(--runflow-accent); stroke-width: 1; stroke-dasharray: 3 3; opacity: 0.7; pointer-events: none; }

@@ -105,7 +105,10 @@ class PosePicker {
   }
 
   isLinked(name) {
-    return !!this.node.inputs?.some((input) => (input.widget?.name === name || input.name === name) && input.link != null);
+    const index = this.node.inputs?.findIndex((input) => input.widget?.name === name || input.name === name) ?? -1;
+    if (index < 0) return false;
+    if (typeof this.node.isInputConnected === "function") return !!this.node.isInputConnected(index);
+    return this.node.inputs[index].link != null;
   }
 
   wrapCallback(name) {
@@ -213,38 +216,16 @@ class PosePicker {
     titled(orbit, tr("picker.orbitHint"));
     svg("circle", { class: "runflow-orbit-path", cx: r2(cx), cy: r2(cy), r: r2(L.orbit.viewRadius) }, orbit);
 
+    // Distance rings: the whole band around a ring is clickable (data-runflow-ring); the ring's label is the
+    // focusable button (data-runflow-shot), drawn later so it stays on top.
     const bandWidth = Math.max(6, (L.orbit.ringBounds[2] - L.orbit.ringBounds[1]) * 0.9);
+    const shotClass = (shot) => `${shot === state.shot ? " is-selected" : ""}${state.linked.shot ? " is-linked" : ""}`;
     for (const ring of L.orbit.rings) {
-      const selected = ring.shot === state.shot;
-      const g = svg(
-        "g",
-        {
-          class: `runflow-shot${selected ? " is-selected" : ""}${state.linked.shot ? " is-linked" : ""}`,
-          "data-runflow-shot": ring.shot,
-          role: "button",
-          tabindex: "0",
-          "aria-label": fullName("shot", ring.shot),
-          "aria-pressed": String(selected),
-        },
-        orbit,
-      );
+      const g = svg("g", { class: `runflow-ring-group${shotClass(ring.shot)}`, "data-runflow-ring": ring.shot }, orbit);
       titled(g, fullName("shot", ring.shot));
-      svg("circle", { class: "runflow-ring-hit", cx: r2(cx), cy: r2(cy), r: r2(ring.r), "stroke-width": r2(Math.min(bandWidth, ring.r)) }, g);
+      const width = r2(Math.min(bandWidth, ring.r));
+      svg("circle", { class: "runflow-ring-hit", cx: r2(cx), cy: r2(cy), r: r2(ring.r), "stroke-width": width }, g);
       svg("circle", { class: "runflow-ring", cx: r2(cx), cy: r2(cy), r: r2(ring.r) }, g);
-    }
-    for (const ring of L.orbit.rings) {
-      const t = svg(
-        "text",
-        {
-          class: `runflow-ring-label${ring.shot === state.shot ? " is-selected" : ""}`,
-          x: r2(ring.label.x),
-          y: r2(ring.label.y),
-          "text-anchor": "middle",
-          "font-size": small,
-        },
-        orbit,
-      );
-      t.textContent = ring.label.text;
     }
 
     // Cameras on the selected distance ring, looking at the subject.
@@ -284,6 +265,30 @@ class PosePicker {
       t.textContent = text;
     }
 
+    for (const ring of L.orbit.rings) {
+      const selected = ring.shot === state.shot;
+      const g = svg(
+        "g",
+        {
+          class: `runflow-shot${shotClass(ring.shot)}`,
+          "data-runflow-shot": ring.shot,
+          role: "button",
+          tabindex: "0",
+          "aria-label": fullName("shot", ring.shot),
+          "aria-pressed": String(selected),
+        },
+        orbit,
+      );
+      titled(g, fullName("shot", ring.shot));
+      this.drawLabelHit(g, ring.label.box);
+      const t = svg(
+        "text",
+        { class: "runflow-ring-label", x: r2(ring.label.x), y: r2(ring.label.y), "text-anchor": "middle", "font-size": small },
+        g,
+      );
+      t.textContent = ring.label.text;
+    }
+
     for (const v of L.views) {
       const selected = selectedViews.has(v.view);
       const name = fullName("view", v.view);
@@ -301,6 +306,7 @@ class PosePicker {
       );
       titled(g, this.multi ? `${name} (${tr("picker.toggleHint")})` : name);
       svg("circle", { class: "runflow-hit", cx: r2(v.x), cy: r2(v.y), r: r2(L.orbit.viewHitR) }, g);
+      this.drawLabelHit(g, v.label.box, v.grip);
       svg("circle", { class: "runflow-marker", cx: r2(v.x), cy: r2(v.y), r: r2(L.orbit.markerR) }, g);
       const t = svg(
         "text",
@@ -315,8 +321,11 @@ class PosePicker {
       titled(g, tr("picker.allHint"));
       const x = L.width - 4 * L.scale;
       const y = L.height - 4 * L.scale;
+      const text = tr("picker.all");
+      const w = PM.textWidth(text, L.smallFont);
+      this.drawLabelHit(g, { x: x - w, y: y - L.smallFont * 0.8, w, h: L.smallFont * 1.05 });
       const t = svg("text", { class: "runflow-muted", x: r2(x), y: r2(y), "text-anchor": "end", "font-size": small }, g);
-      t.textContent = tr("picker.all");
+      t.textContent = text;
     }
 
     // ---- side-view elevation arc ----
@@ -354,6 +363,7 @@ class PosePicker {
       );
       titled(g, `${name} (${a.elevation > 0 ? "+" : ""}${a.elevation}°)`);
       svg("circle", { class: "runflow-hit", cx: r2(a.x), cy: r2(a.y), r: r2(E.hitR) }, g);
+      this.drawLabelHit(g, a.label.box, a.grip);
       svg("circle", { class: "runflow-marker", cx: r2(a.x), cy: r2(a.y), r: r2(E.markerR) }, g);
       const t = svg(
         "text",
@@ -362,6 +372,12 @@ class PosePicker {
       );
       t.textContent = a.label.text;
     }
+  }
+
+  /** Transparent click areas: the label's box, and the grip between marker and label (see pose_math grip). */
+  drawLabelHit(parent, box, grip = null) {
+    svg("rect", { class: "runflow-hit", x: r2(box.x - 1), y: r2(box.y - 1), width: r2(box.w + 2), height: r2(box.h + 2) }, parent);
+    if (grip) svg("circle", { class: "runflow-hit", cx: r2(grip.x), cy: r2(grip.y), r: r2(grip.r) }, parent);
   }
 
   /** A small camera: body plus a lens opening towards the subject; drawn pointing up, then rotated. */
@@ -443,7 +459,9 @@ class PosePicker {
   }
 
   targetOf(event) {
-    return event.target?.closest?.("[data-runflow-view],[data-runflow-angle],[data-runflow-shot],[data-runflow-views]");
+    return event.target?.closest?.(
+      "[data-runflow-view],[data-runflow-angle],[data-runflow-shot],[data-runflow-ring],[data-runflow-views]",
+    );
   }
 
   onClick(event) {
@@ -520,7 +538,9 @@ class PosePicker {
         guard(`${name} callback`, () => widget.callback?.(widget.value, app.canvas, this.node, undefined, undefined));
       }
       guard("marking the workflow changed", () => {
-        app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState?.();
+        const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
+        if (typeof tracker?.captureCanvasState === "function") tracker.captureCanvasState();
+        else tracker?.checkState?.();
       });
     }
     guard("redraw", () => {
@@ -545,6 +565,7 @@ function hitFromElement(el) {
   if (d.runflowView) return { kind: "view", value: d.runflowView };
   if (d.runflowAngle) return { kind: "angle", value: d.runflowAngle };
   if (d.runflowShot) return { kind: "shot", value: d.runflowShot };
+  if (d.runflowRing) return { kind: "shot", value: d.runflowRing };
   if (d.runflowViews) return { kind: "views", value: d.runflowViews };
   return null;
 }

@@ -143,6 +143,7 @@ describe("locale files", () => {
           const boxes = [
             ...L.views.map((v) => ({ name: v.view, ...v.label.box })),
             ...L.elevation.angles.map((a) => ({ name: a.angle, ...a.label.box })),
+            ...L.orbit.rings.map((r) => ({ name: `ring ${r.shot}`, ...r.label.box })),
           ];
           for (const b of boxes) {
             assert.ok(b.x >= 0 && b.x + b.w <= w && b.y >= 0 && b.y + b.h <= h, `${b.name} out of bounds at ${w}×${h}`);

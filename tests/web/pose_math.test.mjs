@@ -179,16 +179,27 @@ describe("layout and hitTest", () => {
 
       test("no two labels or markers overlap", () => {
         const boxes = [
-          ...L.views.map((v) => ({ name: v.view, ...v.label.box })),
-          ...L.elevation.angles.map((a) => ({ name: a.angle, ...a.label.box })),
+          ...L.views.map((v) => ({ name: v.view, owner: v.view, ...v.label.box })),
+          ...L.elevation.angles.map((a) => ({ name: a.angle, owner: a.angle, ...a.label.box })),
+          ...L.orbit.rings.map((r) => ({ name: `ring label ${r.shot}`, owner: r.shot, ...r.label.box })),
           ...L.views.map((v) => ({
+            owner: v.view,
             name: `marker ${v.view}`,
             x: v.x - L.orbit.markerR,
             y: v.y - L.orbit.markerR,
             w: 2 * L.orbit.markerR,
             h: 2 * L.orbit.markerR,
           })),
+          ...[...L.views, ...L.elevation.angles].map((g) => ({
+            owner: g.view ?? g.angle,
+            name: `grip ${g.view ?? g.angle}`,
+            x: g.grip.x - g.grip.r,
+            y: g.grip.y - g.grip.r,
+            w: 2 * g.grip.r,
+            h: 2 * g.grip.r,
+          })),
           ...L.elevation.angles.map((a) => ({
+            owner: a.angle,
             name: `marker ${a.angle}`,
             x: a.x - L.elevation.markerR,
             y: a.y - L.elevation.markerR,
@@ -200,6 +211,7 @@ describe("layout and hitTest", () => {
           for (let j = i + 1; j < boxes.length; j++) {
             const a = boxes[i];
             const b = boxes[j];
+            if (a.owner === b.owner) continue;
             const overlap = a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
             assert.ok(!overlap, `${a.name} overlaps ${b.name}`);
           }
@@ -223,6 +235,16 @@ describe("layout and hitTest", () => {
           assert.deepEqual(hitTest(a.x, a.y, L), { kind: "angle", value: a.angle });
           const b = a.label.box;
           assert.deepEqual(hitTest(b.x + b.w / 2, b.y + b.h / 2, L), { kind: "angle", value: a.angle });
+        }
+      });
+
+      test("grips (centre of marker + label) and ring labels hit their own value", () => {
+        for (const v of L.views) assert.deepEqual(hitTest(v.grip.x, v.grip.y, L), { kind: "view", value: v.view });
+        for (const a of L.elevation.angles) assert.deepEqual(hitTest(a.grip.x, a.grip.y, L), { kind: "angle", value: a.angle });
+        for (const ring of L.orbit.rings) {
+          const b = ring.label.box;
+          assert.deepEqual(hitTest(b.x + b.w / 2, b.y + b.h / 2, L), { kind: "shot", value: ring.shot }, ring.shot);
+          assert.deepEqual(hitTest(b.x + 1, b.y + 1, L), { kind: "shot", value: ring.shot }, `${ring.shot} label corner`);
         }
       });
 
