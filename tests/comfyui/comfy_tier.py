@@ -241,7 +241,8 @@ class ComfyServer:
 
     def output_files(self, entry: dict, node_id: str) -> list[Path]:
         images = (entry.get("outputs", {}).get(node_id) or {}).get("images") or []
-        base = {"output": self.out_dir, "temp": self.temp_dir, "input": self.in_dir}
+        # ComfyUI puts its temp folder in <--temp-directory>/temp
+        base = {"output": self.out_dir, "temp": self.temp_dir / "temp", "input": self.in_dir}
         return [base[i.get("type", "output")] / i.get("subfolder", "") / i["filename"] for i in images]
 
 

@@ -475,6 +475,18 @@ def test_turnaround_then_restart_serves_from_disk_cache(comfy, rf_sandbox, good_
         figures["re-queue after restart: the Turnaround node itself"] = f"{node:.3f} s (goal < 0.5 s)"
     print(f"\nre-queue after restart: {wall2:.3f} s wall, turnaround node {node}")
 
+    # max_concurrent is not part of the result: ComfyUI re-runs the node, the pack answers from its disk cache
+    graph["2"]["inputs"]["max_concurrent"] = 7
+    d3 = Delta(rf_sandbox)
+    entry3, wall3, prompt_id3 = comfy.run(graph)
+    assert_success(entry3)
+    assert "2" not in messages(entry3)["execution_cached"]["nodes"]
+    assert d3.runs == 0 and d3.requests == 0
+    assert len(comfy.output_files(entry3, "5")) == 8
+    node3 = comfy.ws.node_seconds(prompt_id3, "2") if comfy.ws else None
+    figures["warm re-queue from disk cache (ComfyUI cache bypassed): queue -> done"] = (
+        f"{wall3:.2f} s" + (f", Turnaround node {node3:.3f} s" if node3 is not None else ""))
+
 
 # -- 8. 8 separate nodes run concurrently -----------------------------------------------------------------------------
 
