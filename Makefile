@@ -35,9 +35,11 @@ test-web:
 validate: .venv-comfycli/.ready
 	.venv-comfycli/bin/comfy --skip-prompt --no-enable-telemetry node validate
 
-# needs a ComfyUI checkout + venv (../shared/comfyui-harness); skipped when COMFYUI_DIR is unset
-test-comfyui: $(VENV)/.ready
-	$(PY) -m pytest -q -m comfyui tests/comfyui
+# needs a ComfyUI checkout + venv (../shared/comfyui-harness/setup.sh); skipped when COMFYUI_DIR is unset.
+# Starts ComfyUI on port 8188 with comfy-up, runs against the in-process sandbox, stops it; prints measured figures.
+COMFY_HOME ?= $(HOME)/.cache/comfyui-harness
+test-comfyui:
+	COMFYUI_DIR=$(COMFY_HOME)/ComfyUI $(COMFY_HOME)/venv/bin/python -m pytest tests/comfyui -q
 
 bench: $(VENV)/.ready
 	$(PY) bench/benchmark.py

@@ -145,7 +145,10 @@ async def _execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concur
 
 
 async def _outputs(results: list[ItemResult]) -> tuple:
-    arrays = await asyncio.gather(*(codec.decode_async(r.data) for r in results))  # off the event loop
+    async def pixels(r: ItemResult):
+        return r.decoded if r.decoded is not None else await codec.decode_async(r.data)  # off the event loop
+
+    arrays = await asyncio.gather(*(pixels(r) for r in results))
     batch, note = await asyncio.to_thread(codec.fit_batch, list(arrays))
     if note:
         comfy.status_text(f"Runflow: {note}")

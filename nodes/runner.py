@@ -4,6 +4,7 @@ a journal of runs in flight (a re-queue resumes polling instead of paying again)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -61,6 +62,7 @@ class ItemResult:
     info: dict = field(default_factory=dict)
     from_cache: bool = False
     error: E.RunflowError | None = None
+    decoded: object = None  # what ``validate`` returned (the decoded pixels), so callers need not decode twice
 
 
 def max_runs_per_prompt() -> int:
@@ -228,7 +230,7 @@ class Runner:
                     except E.RunflowError as exc:
                         res = ItemResult(spec, error=exc)
                 for i in idxs:
-                    results[i] = ItemResult(jobs[i][1], res.data, res.url, res.info, res.from_cache, res.error)
+                    results[i] = dataclasses.replace(res, spec=jobs[i][1])
 
             await asyncio.gather(*(one(k, v) for k, v in todo.items()))
             self.stats["uploads"] += client.stats["uploads"]
@@ -292,8 +294,7 @@ class Runner:
             push.forget(run.id)
         self.estimate.record(run.server_duration or (time.monotonic() - started))
         data, url, run = await client.fetch_result(run)
-        if self.validate is not None:
-            await asyncio.to_thread(self.validate, data)
+        decoded = await asyncio.to_thread(self.validate, data) if self.validate is not None else None
         info = run.info()
         cost = run.cost if run.cost is not None else PRICE_PER_RUN_USD
         self.stats["spent_usd"] += cost
@@ -305,4 +306,4 @@ class Runner:
         self.journal.drop(key)
         self.on_event({"kind": "item", "index": index, "label": spec.label, "status": "done", "cost": cost,
                        "run_id": run.id})
-        return ItemResult(spec, data=data, url=url, info={**info, "from_cache": False})
+        return ItemResult(spec, data=data, url=url, info={**info, "from_cache": False}, decoded=decoded)

@@ -244,7 +244,9 @@ class Faults:
         return fault
 
     def random(self, rate: float = 0.2, kinds: Iterable = ("status", "drop_before"), seed: int = 1234) -> None:
-        """Random faults on ``rate`` of API (/v1/...) requests. ``kinds``: names, or dicts like add()'s kwargs."""
+        """Random faults on ``rate`` of requests. ``kinds``: names, or dicts like add()'s kwargs; a dict with a
+        ``path`` (e.g. "download", "upload_put") applies to the requests it matches, storage included; one without
+        applies to API (/v1/...) requests."""
         specs = [dict(k) if isinstance(k, dict) else {"kind": k} for k in kinds]
         for spec in specs:
             if spec.get("kind") not in FAULT_KINDS:
@@ -276,10 +278,15 @@ class Faults:
                         if fault.times <= 0:
                             self._faults.remove(fault)
                     return fault
-            if self._random and path.startswith("/v1/") and path != "/v1/health":
+            if self._random and path != "/v1/health":
                 rate, specs, rng = self._random
-                if rng.random() < rate:
+                # a spec with a "path" applies where it matches (storage too); one without, to every API request
+                specs = [sp for sp in specs if (_path_matches(sp["path"], method, path) if sp.get("path")
+                                                else path.startswith("/v1/"))]
+                specs = [sp for sp in specs if sp["kind"] in kinds]
+                if specs and rng.random() < rate:
                     spec = dict(rng.choice(specs))
+                    spec.pop("path", None)
                     kind = spec.pop("kind")
                     if kind == "status" and "status" not in spec:
                         spec["status"] = rng.choice((500, 502, 503, 504, 429))

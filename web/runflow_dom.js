@@ -2,8 +2,9 @@
 // Everything in web/ is loaded by ComfyUI as an extension module; importing this one has no side effects.
 
 export const SVG_NS = "http://www.w3.org/2000/svg";
-export const PICKER_MIN_HEIGHT = 232;
+export const PICKER_MIN_HEIGHT = 232; // CSS px of the picker itself (the Vue renderer sizes it by its CSS min-height)
 export const PICKER_MAX_HEIGHT = 340;
+export const DOM_WIDGET_MARGIN = 10; // the classic renderer gives a DOM widget (height - 2 × margin)
 
 export function logError(message, error) {
   console.error(`[Runflow] ${message}`, error ?? "");
@@ -41,7 +42,7 @@ const CSS = `
   --runflow-accent: #4ea3ff;
   --runflow-muted: var(--descrip-text, #9a9a9a);
   box-sizing: border-box; display: flex; flex-direction: column; gap: 2px;
-  width: 100%; height: 100%; min-height: ${PICKER_MIN_HEIGHT - 32}px; padding: 3px 4px 2px;
+  width: 100%; height: 100%; min-height: ${PICKER_MIN_HEIGHT}px; padding: 3px 4px 2px;
   background: var(--comfy-input-bg, #222); color: var(--input-text, #ddd);
   border: 1px solid var(--border-color, #4e4e4e); border-radius: 6px;
   font-family: inherit; overflow: hidden; user-select: none; -webkit-user-select: none;

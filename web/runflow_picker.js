@@ -3,7 +3,7 @@
 
 import { app } from "../../scripts/app.js";
 import * as PM from "./pose_math.js";
-import { PICKER_MAX_HEIGHT, PICKER_MIN_HEIGHT, ensureStyle, guard, html, logError, r2, svg, titled } from "./runflow_dom.js";
+import { DOM_WIDGET_MARGIN, PICKER_MAX_HEIGHT, PICKER_MIN_HEIGHT, ensureStyle, guard, html, logError, r2, svg, titled } from "./runflow_dom.js";
 import { fullName, isTranslated, labelCombos, lookup, tr } from "./runflow_i18n.js";
 
 export const SINGLE = "RunflowMultiAngles";
@@ -85,8 +85,9 @@ class PosePicker {
       hideOnZoom: true,
       getValue: () => "",
       setValue: () => {},
-      getMinHeight: () => PICKER_MIN_HEIGHT,
-      getMaxHeight: () => PICKER_MAX_HEIGHT,
+      margin: DOM_WIDGET_MARGIN,
+      getMinHeight: () => PICKER_MIN_HEIGHT + 2 * DOM_WIDGET_MARGIN,
+      getMaxHeight: () => PICKER_MAX_HEIGHT + 2 * DOM_WIDGET_MARGIN,
     });
     if (this.widget) this.widget.serialize = false; // never in widgets_values (workflow JSON)
 

@@ -4,7 +4,7 @@
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { guard, html } from "./runflow_dom.js";
+import { ensureStyle, guard, html } from "./runflow_dom.js";
 import { tr } from "./runflow_i18n.js";
 import { SETTING_TEXT } from "./runflow_strings.js";
 
@@ -107,6 +107,7 @@ function setStatus(el, text, kind = null, title = "") {
 }
 
 function settingRow(field) {
+  ensureStyle();
   const root = html("div", { class: "runflow-setting", "data-runflow-setting": field });
   const form = html("form", { autocomplete: "off" });
   const status = html("div", { class: "runflow-setting-status", "data-runflow-setting-status": field, "aria-live": "polite" });

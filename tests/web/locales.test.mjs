@@ -59,6 +59,11 @@ function leaves(obj, prefix = "") {
   );
 }
 
+// Runflow's deploy pack (runflow-io/ComfyUI-Runflow) registers these ids as plain text settings; translations are
+// looked up by id, so ours must not claim anything about storage for them (see registerSettings).
+const COLLIDING = ["ApiKey", "ApiUrl"];
+const STORAGE_CLAIM = /ComfyUI|comfy\.settings|config|配置|設定ファイル|설정 파일|保存|저장/;
+
 const placeholders = (text) => [...String(text).matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
 
 describe("locale files", () => {
@@ -75,10 +80,11 @@ describe("locale files", () => {
   test("en/settings.json and en/commands.json match the extension's own text", () => {
     const settings = load("en", "settings.json");
     for (const [key, text] of Object.entries(SETTING_TEXT)) {
-      for (const id of [`Runflow_${key}`, `Runflow_MultiAngles_${key}`]) {
-        assert.deepEqual(settings[id], { name: text.name, tooltip: text.tooltip }, id);
-      }
+      const ids = COLLIDING.includes(key) ? [`Runflow_MultiAngles_${key}`] : [`Runflow_${key}`, `Runflow_MultiAngles_${key}`];
+      for (const id of ids) assert.deepEqual(settings[id], { name: text.name, tooltip: text.tooltip }, id);
     }
+    // No English override for ids another Runflow pack may own: it would relabel that pack's setting.
+    for (const key of COLLIDING) assert.equal(settings[`Runflow_${key}`], undefined, key);
     const commands = load("en", "commands.json");
     for (const [id, text] of Object.entries(COMMAND_TEXT)) assert.deepEqual(commands[id.replaceAll(".", "_")], text);
   });
@@ -128,6 +134,9 @@ describe("locale files", () => {
           for (const id of [`Runflow_${key}`, `Runflow_MultiAngles_${key}`]) {
             assert.ok(settings[id]?.name && settings[id]?.tooltip, id);
           }
+        }
+        for (const key of COLLIDING) {
+          assert.ok(!STORAGE_CLAIM.test(settings[`Runflow_${key}`].tooltip), `Runflow_${key} tooltip must stay neutral`);
         }
         const commands = load(lang, "commands.json");
         for (const id of Object.keys(COMMAND_TEXT)) assert.ok(commands[id.replaceAll(".", "_")]?.label, id);
