@@ -32,6 +32,7 @@ STORAGE_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=300.0, pool=30.0)
 MAX_JSON_BYTES = 16 * 1024 * 1024  # a run record is a few KB; anything this big is a broken gateway
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024  # one output image; a larger body is refused, not buffered
 DEFAULT_RUN_TIMEOUT = 900.0  # overall wait for one run, queue included; RUNFLOW_TIMEOUT overrides in the runner
+MAX_CONNECT_ATTEMPTS = 3  # connection refused / DNS failure: ~3 s of retries, then a clear error
 MAX_POLL_OUTAGE = 180.0  # consecutive seconds of failed status polls before giving up on a run
 USER_AGENT = "runflow-multi-angles-comfyui/0.1"
 
@@ -293,8 +294,12 @@ class RunflowClient:
                 async with self._api.stream(method, path, content=content, headers=hdrs, params=params) as resp:
                     raw = await _read_capped(resp, MAX_JSON_BYTES, "response")
             except httpx.TransportError as exc:
-                if once or attempt >= self.retry.attempts:
-                    raise _transport_error(exc, self.base_url, attempt) from None
+                err = _transport_error(exc, self.base_url, attempt)
+                # refused/unresolvable: a typo or an outage, not a blip; say so in seconds, not after 5 backoffs
+                limit = min(self.retry.attempts, MAX_CONNECT_ATTEMPTS) if isinstance(err, E.ConnectError) \
+                    else self.retry.attempts
+                if once or attempt >= limit:
+                    raise err from None
                 delay = self.retry.delay(attempt - 1)
                 log.info("Runflow %s %s: %s; retry %d in %.1fs", method, path, type(exc).__name__, attempt, delay)
             else:
@@ -379,7 +384,8 @@ class RunflowClient:
             try:
                 run = Run(await self._request("POST", RUNS_PATH, body=body, headers=headers, once=True))
             except (E.RateLimitError, E.ConnectError) as exc:  # definitely not created: plain retry
-                if attempt >= self.retry.attempts:
+                limit = MAX_CONNECT_ATTEMPTS if isinstance(exc, E.ConnectError) else self.retry.attempts
+                if attempt >= min(limit, self.retry.attempts):
                     raise
                 delay = self.retry.delay(attempt - 1, getattr(exc, "retry_after", None))
             except (E.ServerError, E.TransportError, E.ConflictError) as exc:  # may have been created

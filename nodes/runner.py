@@ -33,7 +33,8 @@ PENDING_MAX_AGE = 24 * 3600.0  # a journal entry older than this is stale (Runfl
 # Per ComfyUI server process: what this session spent, and uploads shared by every node in it.
 SESSION = {"runs": 0, "spent_usd": 0.0, "cache_hits": 0}
 _UPLOADS: dict[tuple[str, str], tuple[Asset, float]] = {}
-_UPLOAD_LOCKS: dict[tuple[str, str], asyncio.Lock] = {}
+# ComfyUI runs each prompt in a new event loop: an asyncio.Lock is bound to one loop, so keep them per loop
+_UPLOAD_LOCKS: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
 _PROMPT_RUNS: dict[str, int] = {}  # runs created per ComfyUI prompt id, for the per-prompt spend guard
 
 
@@ -240,8 +241,14 @@ class Runner:
         if src.data is None:
             return src.url or ""
         key = (client.base_url, src.upload_sha256 or "")
-        lock = _UPLOAD_LOCKS.setdefault(key, asyncio.Lock())
-        async with lock:
+        loop = asyncio.get_running_loop()
+        held = _UPLOAD_LOCKS.get(key)
+        if held is None or held[0] is not loop:
+            if len(_UPLOAD_LOCKS) > 256:  # one entry per source ever uploaded; drop the stale ones
+                for k in [k for k, (lp, _) in _UPLOAD_LOCKS.items() if lp is not loop]:
+                    del _UPLOAD_LOCKS[k]
+            held = _UPLOAD_LOCKS[key] = (loop, asyncio.Lock())
+        async with held[1]:
             known = _UPLOADS.get(key)
             if known and time.monotonic() - known[1] < ASSET_URL_MAX_AGE:
                 return known[0].url

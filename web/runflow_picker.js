@@ -4,7 +4,7 @@
 import { app } from "../../scripts/app.js";
 import * as PM from "./pose_math.js";
 import { DOM_WIDGET_MARGIN, PICKER_MAX_HEIGHT, PICKER_MIN_HEIGHT, ensureStyle, guard, html, logError, r2, svg, titled } from "./runflow_dom.js";
-import { fullName, isTranslated, labelCombos, lookup, tr } from "./runflow_i18n.js";
+import { fullName, isTranslated, labelCombos, tr } from "./runflow_i18n.js";
 
 export const SINGLE = "RunflowMultiAngles";
 export const TURNAROUND = "RunflowMultiAnglesTurnaround";
@@ -12,6 +12,8 @@ const DEFAULT_NODE_WIDTH = 380;
 const POLL_MS = 500; // fallback for value changes that bypass widget callbacks (e.g. some Vue-renderer paths)
 
 export const PICKERS = new Set();
+const FOCUS_KEYS = ["data-runflow-view", "data-runflow-angle", "data-runflow-shot", "data-runflow-views"];
+const WRAPPED = new WeakMap(); // widget -> the picker whose refresh its callback already triggers
 let pollTimer = null;
 
 function startPolling() {
@@ -112,9 +114,10 @@ class PosePicker {
     return this.node.inputs[index].link != null;
   }
 
+  /** Redraw when the widget changes through its callback (canvas edits, Vue widgets, other extensions). */
   wrapCallback(name) {
     const widget = this.widgetByName(name);
-    if (!widget || widget.__runflowWrapped) return;
+    if (!widget || WRAPPED.get(widget) === this) return;
     const original = widget.callback;
     const picker = this;
     widget.callback = function (...args) {
@@ -122,7 +125,7 @@ class PosePicker {
       picker.scheduleRender();
       return result;
     };
-    widget.__runflowWrapped = true;
+    WRAPPED.set(widget, this);
   }
 
   /** What the widgets say right now. */
@@ -149,7 +152,7 @@ class PosePicker {
   }
 
   currentSignature(state) {
-    return JSON.stringify([state, this.size.w, this.size.h, isTranslated()]);
+    return JSON.stringify([state, this.size.w, this.size.h, isTranslated(), this.node.id]);
   }
 
   scheduleRender() {
@@ -194,6 +197,9 @@ class PosePicker {
     const state = this.state();
     const { w, h } = this.measure();
     this.signature = this.currentSignature(state);
+    // For browser tests: which node this picker belongs to (the id is only final once the node is in a graph).
+    this.root.setAttribute("data-runflow-node-id", String(this.node.id ?? ""));
+    this.svg.setAttribute("aria-label", tr("picker.aria"));
     this.renderStatus(state);
     // Not laid out yet (hidden, zoomed out, or not in the document): draw at the design size; the viewBox scales it.
     const width = w || PM.DESIGN.width;
@@ -204,7 +210,23 @@ class PosePicker {
 
   drawSvg(state, L) {
     const root = this.svg;
+    // Redrawing replaces the elements: keep keyboard focus on the same control.
+    const focused = root.contains(document.activeElement) ? document.activeElement : null;
+    const focusKey = focused ? FOCUS_KEYS.find((k) => focused.hasAttribute(k)) : null;
+    const focusValue = focusKey ? focused.getAttribute(focusKey) : null;
     root.replaceChildren();
+    try {
+      this.drawContent(state, L);
+    } finally {
+      if (focusKey) {
+        const again = [...root.querySelectorAll(`[${focusKey}]`)].find((el) => el.getAttribute(focusKey) === focusValue);
+        again?.focus?.({ preventScroll: true });
+      }
+    }
+  }
+
+  drawContent(state, L) {
+    const root = this.svg;
     root.setAttribute("viewBox", `0 0 ${r2(L.width)} ${r2(L.height)}`);
     root.setAttribute("preserveAspectRatio", "xMidYMid meet");
     const { cx, cy } = L.orbit;
@@ -252,7 +274,7 @@ class PosePicker {
       },
       subject,
     );
-    const sideFont = r2(L.smallFont * 0.85);
+    const sideFont = r2(L.smallFont);
     const sideOffset = sr + (L.orbit.rings[0].r - sr) / 2;
     for (const [text, dx] of [
       [tr("picker.subjectRight"), -sideOffset],
