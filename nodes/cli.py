@@ -154,8 +154,9 @@ def write_results(results: list[ItemResult], out: Path, runner: Runner) -> int:
         sheet = write_sheet([r for r in results if r.data is not None], out / "contact_sheet.png")
         print(sheet)
     made, hits = runner.stats["created"], runner.stats["cache_hits"]
-    print(f"{len(written)} images in {out}/ · {cost_line(made, hits)} · spent ${runner.stats['spent_usd']:.2f}",
-          file=sys.stderr)
+    simulated = " (sandbox: simulated, nothing billed)" if os.environ.get("RUNFLOW_SANDBOX") else ""
+    print(f"{len(written)} images in {out}/ · {cost_line(made, hits)} · spent ${runner.stats['spent_usd']:.2f}"
+          f"{simulated}", file=sys.stderr)
     for r in failed:
         print(f"error: {r.spec.label}: {r.error.message}", file=sys.stderr)
     if failed:
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             sandbox = Sandbox(run_seconds=args.sandbox_seconds).start()
             os.environ["RUNFLOW_API_URL"] = sandbox.url
             os.environ["RUNFLOW_API_KEY"] = sandbox.api_key
+            os.environ["RUNFLOW_SANDBOX"] = "1"
             if not args.quiet:
                 print(f"sandbox: {sandbox.url} (offline emulator; results are marked SANDBOX, nothing is billed)",
                       file=sys.stderr)

@@ -173,8 +173,14 @@ class Runner:
         self.stats = {"created": 0, "resumed": 0, "cache_hits": 0, "uploads": 0, "spent_usd": 0.0}
 
     def keys(self, jobs: list[tuple[Source, JobSpec]]) -> list[str]:
-        # results from another endpoint (the sandbox, a staging API) must never be served as the real model's
-        model = MODEL_ID if self.settings.api_url == DEFAULT_API_URL else f"{MODEL_ID}@{self.settings.api_url}"
+        # results from another endpoint (the sandbox, a staging API) must never be served as the real model's;
+        # the built-in sandbox is deterministic, so all its instances (a new port each CLI run) share one identity
+        if self.settings.api_url == DEFAULT_API_URL:
+            model = MODEL_ID
+        elif os.environ.get("RUNFLOW_SANDBOX"):
+            model = f"{MODEL_ID}@sandbox"
+        else:
+            model = f"{MODEL_ID}@{self.settings.api_url}"
         return [cache_key(image_sha256=src.pixel_sha256 if src.data is not None else None,
                           image_url=src.url if src.data is None else None, model=model,
                           api_input=spec.api_input(), seed=spec.seed) for src, spec in jobs]
@@ -271,11 +277,15 @@ class Runner:
         entry = self.journal.get(key)
         run: Run | None = None
         if entry and entry.get("run_id"):
-            run = Run({"id": entry["run_id"], "status_code": "queued"})
-            self.stats["resumed"] += 1
-            self.on_event({"kind": "item", "index": index, "label": spec.label, "status": "resuming",
-                           "run_id": entry["run_id"]})
-        else:
+            try:  # created earlier (before a cancel, crash or restart): poll it, never pay for it again
+                run = await client.get_run(entry["run_id"])
+                self.stats["resumed"] += 1
+                self.on_event({"kind": "item", "index": index, "label": spec.label, "status": "resuming",
+                               "run_id": run.id})
+            except E.NotFoundError:  # Runflow does not know it (or another sandbox made it): start afresh
+                self.journal.drop(key)
+                entry, run = None, None
+        if run is None:
             if entry is None:
                 entry = {"idempotency_key": str(uuid.uuid4()), "created": time.time()}
                 entry["client_ref"] = "comfyui-rfma-" + entry["idempotency_key"]

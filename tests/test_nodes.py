@@ -217,3 +217,24 @@ def test_image_url_source(sandbox_env, sample_png_bytes):
     (item,) = json.loads(out["result"][2])
     assert sandbox_env.runs[item["run_id"]]["input"]["image_url"] == url
     assert np.asarray(out["result"][0]).shape[0] == 1
+
+
+def test_a_journalled_run_unknown_to_runflow_is_created_afresh(sandbox_env, monkeypatch):
+    from nodes.sandbox import Sandbox
+
+    monkeypatch.setenv("RUNFLOW_SANDBOX", "1")  # both sandboxes share one cache identity, as in the CLI
+    sandbox_env.next_runs(status="succeeded", run_seconds=5)
+
+    async def cancel_midway():
+        task = asyncio.ensure_future(RunflowMultiAngles().execute(**KW, image=image()))
+        while sandbox_env.created_runs == 0:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(cancel_midway())
+    with Sandbox(run_seconds=0.2) as other:  # the journal's run id means nothing here: 404 -> create a new run
+        monkeypatch.setenv("RUNFLOW_API_URL", other.url)
+        monkeypatch.setenv("RUNFLOW_API_KEY", other.api_key)
+        out = single(image=image())
+        assert other.created_runs == 1 and out["result"][0].shape[0] == 1

@@ -424,7 +424,9 @@ class PosePicker {
     let hint;
     if (this.multi) {
       hint = tr("cost.turnaroundHint");
-      if (state.unknown?.length) {
+      if (state.linked.view) {
+        cost = tr("cost.linkedViews", { price: PM.formatUsd(PM.PRICE_PER_RUN_USD) });
+      } else if (state.unknown?.length) {
         cost = tr("cost.unknown", { names: state.unknown.join(", ") });
         warn = true;
       } else if (!state.views.length) {

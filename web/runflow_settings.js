@@ -21,9 +21,9 @@ async function readJson(response) {
   }
 }
 
-function fetchStatus(force = false) {
+function fetchStatus() {
   const now = Date.now();
-  if (!force && statusCache.promise && now - statusCache.at < STATUS_CACHE_MS) return statusCache.promise;
+  if (statusCache.promise && now - statusCache.at < STATUS_CACHE_MS) return statusCache.promise;
   const promise = (async () => {
     try {
       const response = await api.fetchApi("/runflow/settings", { method: "GET", cache: "no-store" });

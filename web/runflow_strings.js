@@ -29,6 +29,7 @@ export const EN = Object.freeze({
     turnaroundHint: "One run per selected view, for each input image. Cached views cost $0.00.",
     runs: "{runs} runs × {price} = {total}",
     noViews: "No views selected",
+    linkedViews: "{price} per view (the views come from a link)",
     unknown: "Unknown view(s): {names} (the node will not run)",
   },
   last: {
