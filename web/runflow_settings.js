@@ -299,25 +299,16 @@ const SETTINGS = [
 ];
 
 /**
- * Register the settings once every extension has loaded, so an id another pack already uses (Runflow's own
- * "ComfyUI-Runflow" deploy pack registers Runflow.ApiUrl and Runflow.ApiKey as plain text settings) is not
- * registered twice: ours then moves to Runflow.MultiAngles.<Key> under Runflow → Multi Angles.
+ * Register the settings. Ids are Runflow.MultiAngles.<Key> (never Runflow.<Key>: Runflow's own "ComfyUI-Runflow"
+ * deploy pack registers Runflow.ApiUrl and Runflow.ApiKey as plain text settings); the category keeps them under
+ * Settings → Runflow.
  */
 export function registerSettings(extensionName) {
-  const taken = (id) =>
-    !!guard("checking settings", () => app.extensionManager?.setting?.settings?.[id] ?? app.ui?.settings?.settingsLookup?.[id]);
-  const settings = [];
-  for (const s of SETTINGS) {
-    let id = `Runflow.${s.key}`;
-    let category = ["Runflow", "Connection", s.key];
-    if (taken(id)) {
-      id = `Runflow.MultiAngles.${s.key}`;
-      category = ["Runflow", "Multi Angles", s.key];
-      if (taken(id)) continue;
-    }
-    settings.push({
+  const settings = SETTINGS.map((s) => {
+    const id = `Runflow.MultiAngles.${s.key}`;
+    return {
       id,
-      category,
+      category: ["Runflow", "Connection", s.key],
       name: SETTING_TEXT[s.key].name,
       tooltip: SETTING_TEXT[s.key].tooltip,
       sortOrder: SETTING_TEXT[s.key].sortOrder,
@@ -325,8 +316,8 @@ export function registerSettings(extensionName) {
       // A custom renderer (supported since long before frontend 1.27): it never calls the setter, so nothing is
       // ever stored under this id in comfy.settings.json.
       type: () => guard(`rendering ${id}`, s.render) ?? html("span", {}, "—"),
-    });
-  }
+    };
+  });
   app.registerExtension({ name: `${extensionName}.Settings`, settings });
 }
 

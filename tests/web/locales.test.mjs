@@ -61,8 +61,6 @@ function leaves(obj, prefix = "") {
 
 // Runflow's deploy pack (runflow-io/ComfyUI-Runflow) registers these ids as plain text settings; translations are
 // looked up by id, so ours must not claim anything about storage for them (see registerSettings).
-const COLLIDING = ["ApiKey", "ApiUrl"];
-const STORAGE_CLAIM = /ComfyUI|comfy\.settings|config|配置|設定ファイル|설정 파일|保存|저장/;
 
 const placeholders = (text) => [...String(text).matchAll(/\{(\w+)\}/g)].map((m) => m[1]).sort();
 
@@ -80,11 +78,11 @@ describe("locale files", () => {
   test("en/settings.json and en/commands.json match the extension's own text", () => {
     const settings = load("en", "settings.json");
     for (const [key, text] of Object.entries(SETTING_TEXT)) {
-      const ids = COLLIDING.includes(key) ? [`Runflow_MultiAngles_${key}`] : [`Runflow_${key}`, `Runflow_MultiAngles_${key}`];
-      for (const id of ids) assert.deepEqual(settings[id], { name: text.name, tooltip: text.tooltip }, id);
+      const id = `Runflow_MultiAngles_${key}`;
+      assert.deepEqual(settings[id], { name: text.name, tooltip: text.tooltip }, id);
     }
-    // No English override for ids another Runflow pack may own: it would relabel that pack's setting.
-    for (const key of COLLIDING) assert.equal(settings[`Runflow_${key}`], undefined, key);
+    // Never a Runflow_<Key> entry: Runflow's own deploy pack owns Runflow.ApiKey / Runflow.ApiUrl.
+    for (const id of Object.keys(settings)) assert.ok(id.startsWith("Runflow_MultiAngles_"), id);
     const commands = load("en", "commands.json");
     for (const [id, text] of Object.entries(COMMAND_TEXT)) assert.deepEqual(commands[id.replaceAll(".", "_")], text);
   });
@@ -131,13 +129,10 @@ describe("locale files", () => {
       test("settings.json and commands.json: every id", () => {
         const settings = load(lang, "settings.json");
         for (const key of Object.keys(SETTING_TEXT)) {
-          for (const id of [`Runflow_${key}`, `Runflow_MultiAngles_${key}`]) {
-            assert.ok(settings[id]?.name && settings[id]?.tooltip, id);
-          }
+          const id = `Runflow_MultiAngles_${key}`;
+          assert.ok(settings[id]?.name && settings[id]?.tooltip, id);
         }
-        for (const key of COLLIDING) {
-          assert.ok(!STORAGE_CLAIM.test(settings[`Runflow_${key}`].tooltip), `Runflow_${key} tooltip must stay neutral`);
-        }
+        for (const id of Object.keys(settings)) assert.ok(id.startsWith("Runflow_MultiAngles_"), id);
         const commands = load(lang, "commands.json");
         for (const id of Object.keys(COMMAND_TEXT)) assert.ok(commands[id.replaceAll(".", "_")]?.label, id);
       });
