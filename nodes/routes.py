@@ -41,13 +41,17 @@ async def test_connection() -> dict:
 def register() -> None:
     """Add the routes to ComfyUI's server; a no-op outside ComfyUI."""
     try:
-        from aiohttp import web
         from server import PromptServer  # type: ignore[import-not-found]
     except ImportError:
         return
     if getattr(PromptServer, "instance", None) is None:
         return
-    routes = PromptServer.instance.routes
+    add_routes(PromptServer.instance.routes)
+
+
+def add_routes(routes) -> None:
+    """Add the pack's handlers to an aiohttp RouteTableDef (ComfyUI's, or a test server's)."""
+    from aiohttp import web
 
     @routes.get("/runflow/settings")
     async def get_settings(request):

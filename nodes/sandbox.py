@@ -28,7 +28,9 @@ Out-of-process control (no auth; only ever served on loopback unless ``--allow-r
 ``DELETE /_sandbox/faults``, ``POST /_sandbox/next_runs``, ``POST /_sandbox/config``, ``GET /_sandbox/stats``,
 ``POST /_sandbox/reset``.
 
-Not emulated: callbacks (``callback_url`` is validated and stored, never called), batches, cancel, logs, billing.
+Callbacks: with ``callback_secret`` (or None: unsigned), a run's ``callback_url`` is POSTed once the run is terminal,
+signed ``Runflow-Signature`` = HMAC-SHA256(secret, body), 3 attempts (1 s, 2 s), retried on 5xx/network errors only;
+``sandbox.callbacks`` records each attempt. Not emulated: batches, cancel, logs, billing.
 """
 
 from __future__ import annotations
@@ -396,8 +398,11 @@ class Sandbox:
 
     def __init__(self, api_key: str = "rf_sandbox_key", run_seconds: float = 3.0, queue_seconds: float = 0.0,
                  port: int = 0, host: str = "127.0.0.1", output_shape: str = "outputs", upload_url_ttl: float = 600,
-                 get_url_ttl: float = 3600, public_url: str | None = None):
+                 get_url_ttl: float = 3600, public_url: str | None = None, callback_secret: str | None = None):
         self.api_key = api_key
+        # run callbacks: POSTed to callback_url when a run is terminal, signed (Runflow-Signature) with this secret
+        self.callback_secret = callback_secret
+        self.callbacks: list[dict] = []  # one entry per delivery attempt: run_id, url, signed, http_status
         self.run_seconds = float(run_seconds)
         self.queue_seconds = float(queue_seconds)
         self.host, self.port = host, int(port)
@@ -422,6 +427,8 @@ class Sandbox:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending_callbacks: dict[str, str] = {}  # run id -> callback_url, until the run is terminal
+        self._callback_thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -778,6 +785,8 @@ class Sandbox:
             }
             self._state[rs.id], self._runs[rs.id] = rs, record
             self.created_runs += 1
+            if body.get("callback_url"):
+                self._schedule_callback(rs.id, body["callback_url"])
             if rs.final in TERMINAL_OK and self._executor is not None:
                 rs.future = self._executor.submit(self._process, rs)
             return _json(201, copy.deepcopy(record))
@@ -836,6 +845,59 @@ class Sandbox:
         if len(data) >= MAX_FETCH_BYTES:
             raise InputImageError("INPUT_VALIDATION_FAILED", "input image is larger than 50 MiB")
         return data
+
+    # -- callbacks (as Runflow sends them: once per terminal run, 3 attempts, retried on 5xx/network only) --------
+    def _schedule_callback(self, run_id: str, url: str) -> None:
+        """Call with the lock held."""
+        self._pending_callbacks[run_id] = url
+        if self._callback_thread is None or not self._callback_thread.is_alive():
+            self._callback_thread = threading.Thread(target=self._callback_loop, name="sandbox-callbacks",
+                                                     daemon=True)
+            self._callback_thread.start()
+
+    def _callback_loop(self) -> None:
+        while self._server is not None:
+            time.sleep(0.02)
+            due = []
+            with self._lock:
+                now = time.time()
+                for run_id, url in list(self._pending_callbacks.items()):
+                    self._refresh(self._state[run_id], now)
+                    record = self._runs[run_id]
+                    if record["status_code"] in TERMINAL:
+                        due.append((url, copy.deepcopy(record)))
+                        del self._pending_callbacks[run_id]
+            for url, record in due:
+                threading.Thread(target=self._deliver_callback, args=(url, record), daemon=True).start()
+
+    def _deliver_callback(self, url: str, record: dict) -> None:
+        status = record["status_code"]
+        event = {"succeeded": "run.completed", "partial_succeeded": "run.partial_succeeded",
+                 "canceled": "run.cancelled", "cancelled": "run.cancelled"}.get(status, "run.failed")
+        payload = {"event": event, "run_id": record["id"], "status": status,
+                   "output": record["output"] if status in TERMINAL_OK else None,
+                   "duration_ms": record.get("duration_ms"), "created_at": record.get("created_at"),
+                   "completed_at": record.get("completed_at"), "metadata": record.get("metadata")}
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", "Runflow-Request-Id": str(uuid.uuid4())}
+        if self.callback_secret:
+            headers["Runflow-Signature"] = hmac.new(self.callback_secret.encode(), body, hashlib.sha256).hexdigest()
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for wait in (0.0, 1.0, 2.0):
+            time.sleep(wait)
+            try:
+                with opener.open(urllib.request.Request(url, data=body, headers=headers, method="POST"),
+                                 timeout=5) as resp:
+                    code: int | None = resp.status
+            except urllib.error.HTTPError as exc:
+                code = exc.code
+            except Exception:  # noqa: BLE001 - a network failure is retried like Runflow does
+                code = None
+            with self._lock:
+                self.callbacks.append({"run_id": record["id"], "url": url, "signed": bool(self.callback_secret),
+                                       "http_status": code, "at": time.time(), "body": body})
+            if code is not None and code < 500:
+                return
 
     def _refresh(self, rs: _RunState, now: float) -> None:
         """Bring the public record of a run up to date with the clock (call with the lock held)."""
