@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runflow_out"), help="output folder (default: ./runflow_out)")
     p.add_argument("--max-concurrent", type=int, default=8)
     p.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
+    p.add_argument("--cache-info", action="store_true", help="print where the result cache is and its size, then exit")
+    p.add_argument("--clear-cache", action="store_true", help="delete every cached result, then exit")
     p.add_argument("--sandbox", action="store_true", help="use the built-in Runflow sandbox (offline, free)")
     p.add_argument("--sandbox-seconds", type=float, default=2.0, help="sandbox run time per render (default 2)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan and cost; create nothing")
@@ -181,6 +183,16 @@ def write_sheet(results: list[ItemResult], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.cache_info or args.clear_cache:
+        from .cache import ResultCache
+
+        cache = ResultCache()
+        if args.clear_cache:
+            print(f"removed {cache.clear()} cached results from {cache.root}")
+        st = cache.stats()
+        print(f"result cache: {st['root']} · {st['entries']} results · {st['bytes'] / 2**20:.1f} MiB of "
+              f"{st['max_bytes'] / 2**20:.0f} MiB (RUNFLOW_CACHE_MAX_MB)")
+        return 0
     sandbox = None
     try:
         if args.sandbox:

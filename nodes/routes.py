@@ -12,6 +12,7 @@ from . import push
 from .client import RunflowClient
 from .config import load_settings, write_config
 from .retry import RetryPolicy
+from .runner import SESSION
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,21 @@ def add_routes(routes) -> None:
     @routes.post("/runflow/test_connection")
     async def post_test_connection(request):
         return web.json_response(await test_connection())
+
+    @routes.get("/runflow/cache")
+    async def get_cache(request):
+        from .cache import ResultCache
+
+        return web.json_response({**ResultCache().stats(), "session": dict(SESSION)})
+
+    @routes.post("/runflow/cache/clear")
+    async def post_cache_clear(request):
+        from .cache import ResultCache
+
+        cache = ResultCache()
+        removed = cache.clear()
+        log.info("Runflow result cache cleared (%d results)", removed)
+        return web.json_response({"removed": removed, **cache.stats()})
 
     @routes.post(push.CALLBACK_PATH)
     async def post_callback(request):

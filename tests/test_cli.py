@@ -73,3 +73,14 @@ def test_module_entry_point_runs(user_dir):
     proc = subprocess.run([sys.executable, "-m", "nodes.cli", "--help"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and "--sandbox" in proc.stdout
+
+
+def test_cache_info_and_clear(user_dir, capsys):
+    assert main(["--sandbox", "--sandbox-seconds", "0.1", "--views", "front, back", "-q",
+                 "--out", str(user_dir / "o")]) == 0
+    capsys.readouterr()
+    assert main(["--cache-info"]) == 0
+    assert "2 results" in capsys.readouterr().out
+    assert main(["--clear-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 2 cached results" in out and "0 results" in out

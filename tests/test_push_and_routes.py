@@ -143,3 +143,12 @@ def test_no_callback_url_without_a_secret(sandbox_env, server, monkeypatch):
     asyncio.run(RunflowMultiAngles().execute(**KW, image=torch.rand(1, 32, 32, 3)))
     (run,) = sandbox_env.runs.values()
     assert run["callback_url"] is None
+
+
+def test_cache_routes_report_and_clear(sandbox_env, server):
+    asyncio.run(RunflowMultiAngles().execute(**KW, image=torch.rand(1, 32, 32, 3)))
+    with httpx.Client(base_url=server, trust_env=False) as c:
+        info = c.get("/runflow/cache").json()
+        assert info["entries"] == 1 and info["bytes"] > 0 and "spent_usd" in info["session"]
+        assert c.post("/runflow/cache/clear").json()["removed"] == 1
+        assert c.get("/runflow/cache").json()["entries"] == 0
