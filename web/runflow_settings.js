@@ -224,6 +224,31 @@ function renderTestConnection() {
   return root;
 }
 
+function renderResultCache() {
+  const { root, form, status } = settingRow("result_cache");
+  const clear = button(tr("settings.cacheClear"), "submit");
+  form.append(clear);
+  const show = async () => {
+    const response = await guard("reading the cache", () => api.fetchApi("/runflow/cache", { cache: "no-store" }));
+    const info = response?.ok ? await readJson(response) : null;
+    if (info) {
+      const size = (info.bytes / 2 ** 20).toFixed(1);
+      setStatus(status, tr("settings.cacheInfo", { entries: info.entries, size, path: info.root }));
+    }
+  };
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clear.disabled = true;
+    const response = await guard("clearing the cache", () => api.fetchApi("/runflow/cache/clear", { method: "POST" }));
+    const info = response?.ok ? await readJson(response) : null;
+    clear.disabled = false;
+    if (info) toast("success", tr("settings.cacheCleared", { removed: info.removed }));
+    await show();
+  });
+  show();
+  return root;
+}
+
 const SETTINGS = [
   {
     key: "ApiKey",
@@ -295,6 +320,10 @@ const SETTINGS = [
   {
     key: "TestConnection",
     render: renderTestConnection,
+  },
+  {
+    key: "ResultCache",
+    render: renderResultCache,
   },
 ];
 

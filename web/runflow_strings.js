@@ -68,6 +68,9 @@ export const EN = Object.freeze({
       "The Runflow server routes did not answer ({detail}). Restart ComfyUI after installing or updating the pack.",
     testOk: "Connected",
     testFailed: "Connection failed",
+    cacheInfo: "{entries} results · {size} MiB · {path}",
+    cacheClear: "Clear cache",
+    cacheCleared: "Removed {removed} cached results",
   },
 });
 
@@ -101,6 +104,12 @@ export const SETTING_TEXT = Object.freeze({
     name: "Test connection",
     tooltip: "Checks that the API URL answers and that the key is accepted. Costs nothing.",
     sortOrder: 10,
+  },
+  ResultCache: {
+    name: "Result cache",
+    tooltip:
+      "Finished renders are kept on disk so re-queueing the same inputs costs $0.00, even after a restart. Clearing it means the next queue of those inputs pays again.",
+    sortOrder: 5,
   },
 });
 
