@@ -291,6 +291,19 @@ export function computeLayout(width, height, labels = {}) {
   };
 }
 
+/** The value of the target nearest to (x, y) within hitR, else the first whose label or grip contains it. */
+function pickTarget(items, key, hitR, x, y) {
+  let best = null;
+  let bestD = Infinity;
+  for (const it of items) {
+    const d = Math.hypot(x - it.x, y - it.y);
+    if (d <= hitR && d < bestD) [best, bestD] = [it[key], d];
+  }
+  if (best) return best;
+  const hit = items.find((it) => inBox(x, y, it.label.box) || Math.hypot(x - it.grip.x, y - it.grip.y) <= it.grip.r);
+  return hit ? hit[key] : null;
+}
+
 /**
  * What a click at (x, y) selects: {kind: "view"|"angle"|"shot", value} or null.
  * View markers and labels win over everything, then the angle markers/labels, then the ring labels, then the
@@ -299,31 +312,10 @@ export function computeLayout(width, height, labels = {}) {
 export function hitTest(x, y, layout) {
   if (!layout || !Number.isFinite(x) || !Number.isFinite(y)) return null;
   const { orbit, elevation } = layout;
-  let best = null;
-  let bestD = Infinity;
-  for (const v of layout.views) {
-    const d = Math.hypot(x - v.x, y - v.y);
-    if (d <= orbit.viewHitR && d < bestD) {
-      best = v.view;
-      bestD = d;
-    }
-  }
-  if (best) return { kind: "view", value: best };
-  for (const v of layout.views) {
-    if (inBox(x, y, v.label.box) || Math.hypot(x - v.grip.x, y - v.grip.y) <= v.grip.r) return { kind: "view", value: v.view };
-  }
-
-  for (const a of elevation.angles) {
-    const d = Math.hypot(x - a.x, y - a.y);
-    if (d <= elevation.hitR && d < bestD) {
-      best = a.angle;
-      bestD = d;
-    }
-  }
-  if (best) return { kind: "angle", value: best };
-  for (const a of elevation.angles) {
-    if (inBox(x, y, a.label.box) || Math.hypot(x - a.grip.x, y - a.grip.y) <= a.grip.r) return { kind: "angle", value: a.angle };
-  }
+  const view = pickTarget(layout.views, "view", orbit.viewHitR, x, y);
+  if (view) return { kind: "view", value: view };
+  const angle = pickTarget(elevation.angles, "angle", elevation.hitR, x, y);
+  if (angle) return { kind: "angle", value: angle };
   for (const ring of orbit.rings) if (inBox(x, y, ring.label.box, 1)) return { kind: "shot", value: ring.shot };
 
   const d = Math.hypot(x - orbit.cx, y - orbit.cy);
