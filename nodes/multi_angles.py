@@ -72,22 +72,32 @@ async def _sources(image, image_url: str, upload_format: str) -> list[Source]:
 class _Status:
     """Status text on the node: plan, per-item progress, elapsed, cost; and ComfyUI's progress bar."""
 
+    STEPS = 100  # progress units per item
+
     def __init__(self, total: int, title: str):
         self.total, self.title = total, title
         self.start = time.monotonic()
         self.states: dict[int, str] = {}
+        self.progress: dict[int, float] = {}
+        self.estimate: float | None = None
         self.plan_line = ""
-        self.done = 0
         self.node_id = comfy.context()[1]
-        self.bar = comfy.ProgressBar(total, self.node_id)
+        self.bar = comfy.ProgressBar(total * self.STEPS, self.node_id)
 
     def event(self, event: dict) -> None:
         if event["kind"] == "plan":
             self.plan_line = "about to spend " + event["line"]
+            self.estimate = event.get("estimate_s")
         elif event["kind"] == "item":
-            self.states[event["index"]] = event["status"]
-            self.done = sum(1 for s in self.states.values() if s in ("done", "from cache"))
-            self.bar.update(self.done)
+            i, state = event["index"], event["status"]
+            self.states[i] = state
+            if state in ("done", "from cache"):
+                self.progress[i] = 1.0
+            elif self.estimate and "elapsed" in event:  # time-based, never "done" before the result is in
+                self.progress[i] = max(self.progress.get(i, 0.0), min(0.95, event["elapsed"] / self.estimate))
+            else:
+                self.progress[i] = max(self.progress.get(i, 0.0), 0.05)
+            self.bar.update(sum(self.progress.values()) * self.STEPS)
         self.show()
 
     def show(self, final: str | None = None) -> None:
@@ -105,6 +115,12 @@ class _Status:
     async def ticker(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            if self.estimate:  # polls can be seconds apart: move the bar with the clock in between
+                guess = min(0.95, (time.monotonic() - self.start) / self.estimate)
+                for i, state in self.states.items():
+                    if state not in ("done", "from cache"):
+                        self.progress[i] = max(self.progress.get(i, 0.0), guess)
+                self.bar.update(sum(self.progress.values()) * self.STEPS)
             self.show()
 
 

@@ -211,7 +211,7 @@ class Runner:
             if len(_PROMPT_RUNS) > 64:
                 _PROMPT_RUNS.clear()
             _PROMPT_RUNS[self.prompt_id] = earlier + plan["new_runs"]
-        self.on_event({"kind": "plan", **plan})
+        self.on_event({"kind": "plan", **plan, "estimate_s": self.estimate.value})
         results = [ItemResult(spec) for _, spec in jobs]
         todo: dict[str, list[int]] = {}
         for i, key in enumerate(keys):

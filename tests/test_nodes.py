@@ -238,3 +238,16 @@ def test_a_journalled_run_unknown_to_runflow_is_created_afresh(sandbox_env, monk
         monkeypatch.setenv("RUNFLOW_API_KEY", other.api_key)
         out = single(image=image())
         assert other.created_runs == 1 and out["result"][0].shape[0] == 1
+
+
+def test_status_text_and_progress_without_comfyui_are_harmless_and_complete(sandbox_env, monkeypatch):
+    from nodes import multi_angles
+
+    shown = []
+    monkeypatch.setattr(multi_angles.comfy, "status_text", lambda text, node_id=None: shown.append(text))
+    single(image=image())
+    single(image=image())
+    assert any("about to spend 1 run × $0.20 = $0.20" in t for t in shown)
+    assert any(t.startswith("Runflow: done · spent $0.20") for t in shown)
+    assert shown[-1].startswith("Runflow: from cache — $0.00")
+    assert "session total $" in shown[-1]
