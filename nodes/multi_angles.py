@@ -81,6 +81,8 @@ class _Status:
         self.progress: dict[int, float] = {}
         self.estimate: float | None = None
         self.plan_line = ""
+        self.final: str | None = None  # the last word (done / error / cancelled), kept when notes are added
+        self.notes: list[str] = []  # input handling worth knowing (downscaled, alpha composited): always shown
         self.node_id = comfy.context()[1]
         self.bar = comfy.ProgressBar(total * self.STEPS, self.node_id)
 
@@ -101,6 +103,7 @@ class _Status:
         self.show()
 
     def show(self, final: str | None = None) -> None:
+        self.final = final = final or self.final
         elapsed = time.monotonic() - self.start
         counts: dict[str, int] = {}
         for state in self.states.values():
@@ -110,6 +113,7 @@ class _Status:
         if self.plan_line and not final:
             lines.append(self.plan_line)
         lines.append(f"session total ${SESSION['spent_usd']:.2f} ({SESSION['runs']} runs)")
+        lines += [f"note: {n}" for n in self.notes]
         comfy.status_text("\n".join(lines), self.node_id)
 
     async def ticker(self) -> None:
@@ -124,9 +128,11 @@ class _Status:
             self.show()
 
 
-async def _execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurrent: int) -> list[ItemResult]:
+async def _execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurrent: int
+                   ) -> tuple[list[ItemResult], _Status]:
     """Run jobs with status text, progress and Cancel; raise one clear error naming what failed."""
     status = _Status(len(jobs), title)
+    status.notes = list(dict.fromkeys(n for src, _ in jobs for n in src.notes))
     prompt_id = comfy.context()[0]
     runner = Runner(load_settings(), max_concurrent=max_concurrent, on_event=status.event, validate=codec.decode,
                     prompt_id=prompt_id)
@@ -157,7 +163,7 @@ async def _execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concur
                                f"{len(results) - len(failed)} that succeeded are cached: re-queue to re-run only "
                                "the failed ones.", failures={r.spec.label: r.error for r in failed})
     status.show(summary)
-    return results
+    return results, status
 
 
 async def _outputs(results: list[ItemResult]) -> tuple:
@@ -166,8 +172,6 @@ async def _outputs(results: list[ItemResult]) -> tuple:
 
     arrays = await asyncio.gather(*(pixels(r) for r in results))
     batch, note = await asyncio.to_thread(codec.fit_batch, list(arrays))
-    if note:
-        comfy.status_text(f"Runflow: {note}")
     urls = "\n".join(r.url or "" for r in results)
     info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **r.info} for r in results], indent=1)
     return batch, urls, info, note
@@ -213,14 +217,14 @@ class RunflowMultiAngles:
                        aspect_ratio=aspect_ratio, seed=int(seed), callback_url=(callback_url or "").strip() or None,
                        metadata=parse_metadata(metadata), label=view)
         sources = await _sources(image, image_url, upload_format or codec.UPLOAD_FORMATS[0])
-        for src in sources:
-            if src.notes:
-                comfy.status_text("Runflow: " + "; ".join(src.notes))
         many = len(sources) > 1
         jobs = [(src, dataclasses.replace(spec, label=f"#{i + 1} {view}" if many else view))
                 for i, src in enumerate(sources)]
-        results = await _execute(jobs, title="Runflow", max_concurrent=4)
+        results, status = await _execute(jobs, title="Runflow", max_concurrent=4)
         batch, urls, info, note = await _outputs(results)
+        if note:
+            status.notes.append(note)
+            status.show()
         return {"ui": await _ui(batch, results, note), "result": (batch, urls, info)}
 
 
@@ -262,8 +266,11 @@ class RunflowMultiAnglesTurnaround:
         many = len(sources) > 1
         jobs = [(src, dataclasses.replace(spec, label=f"#{i + 1} {spec.view}" if many else spec.view))
                 for i, src in enumerate(sources) for spec in specs]
-        results = await _execute(jobs, title="Runflow turnaround", max_concurrent=max_concurrent)
+        results, status = await _execute(jobs, title="Runflow turnaround", max_concurrent=max_concurrent)
         batch, urls, info, note = await _outputs(results)
+        if note:
+            status.notes.append(note)
+            status.show()
         labels = [r.spec.label for r in results]
         singles = [batch[i:i + 1] for i in range(batch.shape[0])]
         return {"ui": await _ui(batch, results, note), "result": (batch, labels, urls, info, singles)}

@@ -251,3 +251,13 @@ def test_status_text_and_progress_without_comfyui_are_harmless_and_complete(sand
     assert any(t.startswith("Runflow: done · spent $0.20") for t in shown)
     assert shown[-1].startswith("Runflow: from cache — $0.00")
     assert "session total $" in shown[-1]
+
+
+def test_input_notes_stay_visible_on_the_node(sandbox_env, monkeypatch):
+    from nodes import multi_angles
+
+    shown = []
+    monkeypatch.setattr(multi_angles.comfy, "status_text", lambda text, node_id=None: shown.append(text))
+    rgba = torch.cat([image(), torch.full((1, 48, 64, 1), 0.5)], dim=-1)
+    single(image=rgba)
+    assert "note: RGBA composited over white" in shown[-1] and "done" in shown[-1]
