@@ -21,7 +21,7 @@ function startPolling() {
   pollTimer = setInterval(() => {
     for (const picker of PICKERS) {
       const keep = guard("picker poll", () => picker.tick());
-      if (keep === false) picker.dispose();
+      if (keep === false) picker.dispose(true);
     }
     if (!PICKERS.size) {
       clearInterval(pollTimer);
@@ -164,8 +164,28 @@ class PosePicker {
     this.frame = typeof requestAnimationFrame === "function" ? requestAnimationFrame(run) : setTimeout(run, 16);
   }
 
+  /** The frontend may keep showing this picker after rebuilding the node (Vue renderer, undo): follow the live node. */
+  relink() {
+    if (this.node.graph || !this.root.isConnected) return false;
+    const live = app.graph?.getNodeById?.(this.node.id);
+    if (!live || live === this.node || live.type !== this.node.type) return false;
+    const other = live.__runflowPicker;
+    if (other && other !== this && other.root.isConnected) return false; // the frontend shows the live node's own
+    if (other && other !== this) other.dispose(true);
+    this.removedAt = 0;
+    this.node = live;
+    live.__runflowPicker = this;
+    for (const name of this.watchedWidgets()) this.wrapCallback(name);
+    this.render();
+    return true;
+  }
+
   /** Poll tick: false once the node is gone for good. */
   tick() {
+    if (this.removedAt) {
+      if (this.relink()) return true;
+      return this.root.isConnected && Date.now() - this.removedAt < 5000;
+    }
     if (!this.node.graph) {
       if (this.attached) return ++this.detachedTicks < 6;
       return ++this.waitingTicks < 240; // created but never added to a graph (e.g. a preview): give up after 2 min
@@ -490,6 +510,7 @@ class PosePicker {
   }
 
   onClick(event) {
+    this.relink();
     const target = this.targetOf(event);
     let hit = target ? hitFromElement(target) : null;
     if (!hit && this.layout) {
@@ -576,7 +597,13 @@ class PosePicker {
     return true;
   }
 
-  dispose() {
+  dispose(force = false) {
+    // Removed from the graph but still on screen (the Vue renderer keeps the element across undo): keep polling a
+    // little, so the picker can follow the node that replaced it (relink).
+    if (!force && this.root.isConnected) {
+      this.removedAt = Date.now();
+      return;
+    }
     PICKERS.delete(this);
     this.resizeObserver?.disconnect();
     clearTimeout(this.flashTimer);

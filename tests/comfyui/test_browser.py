@@ -8,9 +8,9 @@ tests run in both renderers: the classic LiteGraph canvas and the Vue "Nodes 2.0
 Run:  COMFYUI_DIR=~/.cache/comfyui-harness/ComfyUI ~/.cache/comfyui-harness/venv/bin/python \\
           -m pytest tests/comfyui/test_browser.py -q
 
-Skipped when COMFYUI_DIR is unset or playwright / chromium are missing. Writes the README screenshots to
-docs/images/ and the Templates-browser thumbnails to example_workflows/<name>.jpg (current frontend only);
-BROWSER_TIER_WRITE_IMAGES=0 still takes and checks them but leaves the files in the tree alone.
+Skipped when COMFYUI_DIR is unset or playwright / chromium are missing. Takes the README screenshots and the
+Templates-browser thumbnails (current frontend only) and checks them; with BROWSER_TIER_WRITE_IMAGES=1 it also
+writes them to docs/images/ and example_workflows/<name>.jpg.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ WIDGETS = {
     SHEET: ["columns", "cell_size"],
 }
 PICKER_WIDGET = "pose_picker"
-WRITE_IMAGES = os.environ.get("BROWSER_TIER_WRITE_IMAGES", "1") != "0"
+WRITE_IMAGES = os.environ.get("BROWSER_TIER_WRITE_IMAGES", "0") == "1"
 
 # The one known non-pack page error (frontend 1.27.10): the core setting Comfy.Canvas.NavigationMode's onChange sets
 # Comfy.Canvas.LeftMouseClickBehavior before that setting is registered, and settingStore's onChange() then reads
