@@ -24,7 +24,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ENV_CACHE_DIR = "RUNFLOW_CACHE_DIR"
-ENV_USER_DIR = "RUNFLOW_USER_DIR"
 ENV_CACHE_MAX_MB = "RUNFLOW_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 2048
 KEY_VERSION = 1  # bump to orphan every old entry if the meaning of a key ever changes
@@ -63,19 +62,14 @@ def cache_key(*, image_sha256: str | None, image_url: str | None, model: str, ap
 
 
 def default_cache_dir() -> Path:
-    """$RUNFLOW_CACHE_DIR, else <user dir>/runflow/cache (user dir = $RUNFLOW_USER_DIR or ComfyUI's), else ~/.cache."""
+    """$RUNFLOW_CACHE_DIR, else <pack user dir>/cache (ComfyUI's user dir, or $RUNFLOW_USER_DIR), else ~/.cache."""
+    from .config import FALLBACK_USER_DIR, user_dir
+
     override = os.environ.get(ENV_CACHE_DIR)
     if override:
         return Path(override).expanduser()
-    user = os.environ.get(ENV_USER_DIR)
-    if user:
-        return Path(user).expanduser() / "runflow" / "cache"
-    try:  # inside ComfyUI: its user directory survives pack updates (the pack folder does not)
-        import folder_paths  # type: ignore[import-not-found]
-
-        return Path(folder_paths.get_user_directory()) / "runflow" / "cache"
-    except Exception:  # not running inside ComfyUI (tests, CLI, CI)
-        return Path.home() / ".cache" / "runflow-multi-angles"
+    base = user_dir()  # never inside the pack folder, which updates replace
+    return Path.home() / ".cache" / "runflow-multi-angles" if base == FALLBACK_USER_DIR else base / "cache"
 
 
 def default_max_bytes() -> int:

@@ -26,6 +26,7 @@ ENV_PUBLIC_URL = "RUNFLOW_PUBLIC_URL"
 ENV_WEBHOOK_SECRET = "RUNFLOW_WEBHOOK_SECRET"
 ENV_USER_DIR = "RUNFLOW_USER_DIR"
 CONFIG_KEYS = ("api_key", "api_url", "public_url", "webhook_secret")
+FALLBACK_USER_DIR = Path.home() / ".config" / "runflow-multi-angles"  # neither ComfyUI nor RUNFLOW_USER_DIR
 
 
 def user_dir() -> Path:
@@ -38,7 +39,12 @@ def user_dir() -> Path:
 
         return Path(folder_paths.get_user_directory()) / "runflow"
     except Exception:  # noqa: BLE001 - not running inside ComfyUI
-        return Path.home() / ".config" / "runflow-multi-angles"
+        pass
+    # the CLI run from an installed pack (<ComfyUI>/custom_nodes/<pack>): share ComfyUI's key, cache and timing
+    comfy_root = Path(__file__).resolve().parent.parent.parent.parent
+    if (comfy_root / "main.py").is_file() and (comfy_root / "custom_nodes").is_dir():
+        return comfy_root / "user" / "runflow"
+    return FALLBACK_USER_DIR
 
 
 def config_path() -> Path:

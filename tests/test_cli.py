@@ -84,3 +84,20 @@ def test_cache_info_and_clear(user_dir, capsys):
     assert main(["--clear-cache"]) == 0
     out = capsys.readouterr().out
     assert "removed 2 cached results" in out and "0 results" in out
+
+
+def test_cli_inside_a_comfyui_tree_shares_comfyuis_user_dir(tmp_path, monkeypatch):
+    """Run from <ComfyUI>/custom_nodes/<pack>, the CLI uses ComfyUI's key, cache and timing (no env needed)."""
+    import shutil
+
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "custom_nodes").mkdir(parents=True)
+    (comfy / "main.py").write_text("")
+    pack = comfy / "custom_nodes" / "runflow-multi-angles"
+    shutil.copytree(ROOT / "nodes", pack / "nodes", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.delenv("RUNFLOW_USER_DIR", raising=False)
+    monkeypatch.delenv("RUNFLOW_CACHE_DIR", raising=False)
+    code = ("from nodes.config import user_dir; from nodes.cache import default_cache_dir; "
+            "print(user_dir()); print(default_cache_dir())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=pack, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == [str(comfy / "user" / "runflow"), str(comfy / "user" / "runflow" / "cache")]

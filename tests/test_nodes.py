@@ -261,3 +261,15 @@ def test_input_notes_stay_visible_on_the_node(sandbox_env, monkeypatch):
     rgba = torch.cat([image(), torch.full((1, 48, 64, 1), 0.5)], dim=-1)
     single(image=rgba)
     assert "note: RGBA composited over white" in shown[-1] and "done" in shown[-1]
+
+
+def test_contact_sheet_lays_out_a_labelled_grid():
+    from nodes.multi_angles import RunflowContactSheet
+
+    batch = torch.cat([torch.full((1, 40, 60, 3), v) for v in (0.0, 0.25, 0.5, 0.75, 1.0)])
+    (sheet,) = RunflowContactSheet().execute([batch], [3], [64], list("abcde"))
+    assert sheet.shape[0] == 1 and sheet.shape[-1] == 3
+    # 3 columns x 2 rows of 64 px cells (+ gaps and caption rows): wider than tall, and not blank
+    assert sheet.shape[2] > sheet.shape[1] > 128 and sheet.std() > 0.1
+    (same,) = RunflowContactSheet().execute([batch], [3], [64], ["a\nb\nc\nd\ne"])
+    assert torch.equal(sheet, same)
