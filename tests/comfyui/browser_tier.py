@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from comfy_tier import COMFYUI_DIR, HARNESS, PACK_NAME, REPO, ComfyError, ComfyServer
+from comfy_tier import HARNESS, PACK_NAME, REPO, ComfyError, ComfyServer
 
 COMFY_HOME = Path(os.environ.get("COMFY_HOME") or (Path.home() / ".cache" / "comfyui-harness")).expanduser()
 VENV = Path(os.environ.get("VENV") or (COMFY_HOME / "venv")).expanduser()
@@ -88,21 +88,6 @@ class BrowserServer(ComfyServer):
                              f"log: {self.log_tail()}")
         self.pid = int(proc.stdout.strip().splitlines()[-1])
         return time.monotonic() - t0
-
-    def _other_instance_uses_link(self) -> bool:
-        cdir = Path(COMFYUI_DIR).resolve()
-        for linkfile in cdir.glob(".comfy-harness-*.link"):
-            if linkfile.name == f".comfy-harness-{self.port}.link":
-                continue
-            pidfile = linkfile.with_suffix(".pid")
-            try:
-                if linkfile.read_text().strip() != str(cdir / "custom_nodes" / PACK_NAME):
-                    continue
-                os.kill(int(pidfile.read_text().strip()), 0)
-                return True
-            except (OSError, ValueError):
-                continue
-        return False
 
     def user_settings_path(self) -> Path:
         return self.user_dir / "default" / "comfy.settings.json"

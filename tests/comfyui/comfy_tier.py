@@ -94,6 +94,23 @@ class WsRecorder:
         return None if start is None or end is None else end - start
 
 
+def other_instance_uses_link(port: int) -> bool:
+    """Does another live harness server (another port) share our custom_nodes link? Then leave the link."""
+    cdir = Path(COMFYUI_DIR).resolve()
+    for linkfile in cdir.glob(".comfy-harness-*.link"):
+        if linkfile.name == f".comfy-harness-{port}.link":
+            continue
+        pidfile = linkfile.with_suffix(".pid")
+        try:
+            if linkfile.read_text().strip() != str(cdir / "custom_nodes" / PACK_NAME):
+                continue
+            os.kill(int(pidfile.read_text().strip()), 0)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 class ComfyServer:
     """One ComfyUI process started by the harness's comfy-up, with its own input/output/temp/user folders."""
 
@@ -110,6 +127,7 @@ class ComfyServer:
         example = Path(COMFYUI_DIR) / "input" / "example.png"
         if example.is_file() and not (self.in_dir / "example.png").exists():
             (self.in_dir / "example.png").write_bytes(example.read_bytes())
+        self.port = getattr(self, "port", PORT)  # a subclass (the browser tier) sets its own first
         self.base = f"http://127.0.0.1:{PORT}"
         self.pid: int | None = None
         self.starts = 0
@@ -144,22 +162,6 @@ class ComfyServer:
         self.ws = WsRecorder(f"ws://127.0.0.1:{PORT}").start()
         return seconds
 
-    def _other_instance_uses_link(self) -> bool:
-        """Does another live harness server (another port) share our custom_nodes link? Then leave the link."""
-        cdir = Path(COMFYUI_DIR).resolve()
-        for linkfile in cdir.glob(".comfy-harness-*.link"):
-            if linkfile.name == f".comfy-harness-{PORT}.link":
-                continue
-            pidfile = linkfile.with_suffix(".pid")
-            try:
-                if linkfile.read_text().strip() != str(cdir / "custom_nodes" / PACK_NAME):
-                    continue
-                os.kill(int(pidfile.read_text().strip()), 0)
-                return True
-            except (OSError, ValueError):
-                continue
-        return False
-
     def stop(self, keep_link: bool = False) -> None:
         if self.ws is not None:
             self.ws.stop()
@@ -167,7 +169,7 @@ class ComfyServer:
         if self.pid is None:
             return
         env = self._env()
-        if keep_link or self._other_instance_uses_link():
+        if keep_link or other_instance_uses_link(self.port):
             env["KEEP_LINK"] = "1"
         pid, self.pid = self.pid, None
         proc = subprocess.run([str(HARNESS / "comfy-down"), str(pid)], env=env, capture_output=True, text=True,
