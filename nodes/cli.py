@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from . import errors as E
-from .contract import ANGLES, ASPECT_RATIOS, DEFAULT_ANGLE, DEFAULT_SHOT, SHOTS, VIEWS
+from .contract import ANGLES, ASPECT_RATIOS, DEFAULT_ANGLE, DEFAULT_SHOT, SHOTS
 from .runner import ItemResult, Runner, Source, cost_line
 from .spec import JobSpec, check_http_url, parse_views
 

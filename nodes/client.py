@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from . import errors as E
-from .contract import KNOWN_PENDING, MAX_UPLOAD_BYTES, RUNS_PATH, TERMINAL_FAILED, TERMINAL_OK
+from .contract import MAX_UPLOAD_BYTES, RUNS_PATH, TERMINAL_FAILED, TERMINAL_OK
 from .retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)

@@ -64,4 +64,3 @@ TOOLTIPS = {
 
 TERMINAL_OK = frozenset({"succeeded", "partial_succeeded"})
 TERMINAL_FAILED = frozenset({"failed", "errored", "canceled", "cancelled"})
-KNOWN_PENDING = frozenset({"queued", "dispatching", "running"})

@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-from comfy_tier import HARNESS, PACK_NAME, REPO, ComfyError, ComfyServer
+from comfy_tier import PACK_NAME, ComfyError, ComfyServer
 
 COMFY_HOME = Path(os.environ.get("COMFY_HOME") or (Path.home() / ".cache" / "comfyui-harness")).expanduser()
 VENV = Path(os.environ.get("VENV") or (COMFY_HOME / "venv")).expanduser()
@@ -53,6 +52,8 @@ def frontend_root(version: str) -> Path | None:
 class BrowserServer(ComfyServer):
     """ComfyServer on its own port (never 8188) with an optional --front-end-root; same folders layout."""
 
+    record_ws = False
+
     def __init__(self, root: Path, port: int, front_end_root: Path | None = None):
         self.port = port
         self.front_end_root = front_end_root
@@ -68,26 +69,8 @@ class BrowserServer(ComfyServer):
         args = env["COMFY_ARGS"]
         if self.front_end_root is not None:
             args += f" --front-end-root {self.front_end_root}"
-        env.update(PORT=str(self.port), COMFY_ARGS=args)
+        env.update(COMFY_ARGS=args)
         return env
-
-    def start(self) -> float:
-        assert self.pid is None, "already running"
-        self.starts += 1
-        self.log_path = self.root / f"comfyui-{self.starts}.log"
-        t0 = time.monotonic()
-        for attempt in range(2):  # a concurrent comfy-up of another tier may race us on the shared symlink
-            proc = subprocess.run([str(HARNESS / "comfy-up"), str(REPO)], env=self._env(), capture_output=True,
-                                  text=True, timeout=400)
-            if proc.returncode == 0:
-                break
-            if attempt == 0 and "File exists" in proc.stderr:
-                time.sleep(1.0)
-                continue
-            raise ComfyError(f"comfy-up failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}\n"
-                             f"log: {self.log_tail()}")
-        self.pid = int(proc.stdout.strip().splitlines()[-1])
-        return time.monotonic() - t0
 
     def user_settings_path(self) -> Path:
         return self.user_dir / "default" / "comfy.settings.json"

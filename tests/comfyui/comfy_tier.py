@@ -140,11 +140,13 @@ class ComfyServer:
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def _env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNFLOW_")}
-        env.update(COMFYUI_DIR=COMFYUI_DIR, PORT=str(PORT), NODE_PACK_NAME=PACK_NAME, SEED_SETTINGS="0",
+        env.update(COMFYUI_DIR=COMFYUI_DIR, PORT=str(self.port), NODE_PACK_NAME=PACK_NAME, SEED_SETTINGS="0",
                    COMFY_LOG=str(self.log_path),
                    COMFY_ARGS=f"--output-directory {self.out_dir} --input-directory {self.in_dir} "
                               f"--temp-directory {self.temp_dir} --user-directory {self.user_dir}")
         return env
+
+    record_ws = True  # record websocket messages (node timing); the browser tier has its own pages for that
 
     def start(self) -> float:
         """Start ComfyUI (comfy-up); returns the startup seconds."""
@@ -152,14 +154,20 @@ class ComfyServer:
         self.starts += 1
         self.log_path = self.root / f"comfyui-{self.starts}.log"
         t0 = time.monotonic()
-        proc = subprocess.run([str(HARNESS / "comfy-up"), str(REPO)], env=self._env(), capture_output=True,
-                              text=True, timeout=400)
-        if proc.returncode != 0:
+        for attempt in range(2):  # a concurrent comfy-up of another tier may race us on the shared symlink
+            proc = subprocess.run([str(HARNESS / "comfy-up"), str(REPO)], env=self._env(), capture_output=True,
+                                  text=True, timeout=400)
+            if proc.returncode == 0:
+                break
+            if attempt == 0 and "File exists" in proc.stderr:
+                time.sleep(1.0)
+                continue
             raise ComfyError(f"comfy-up failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}\n"
                              f"log: {self.log_tail()}")
         self.pid = int(proc.stdout.strip().splitlines()[-1])
         seconds = time.monotonic() - t0
-        self.ws = WsRecorder(f"ws://127.0.0.1:{PORT}").start()
+        if self.record_ws:
+            self.ws = WsRecorder(f"ws://127.0.0.1:{self.port}").start()
         return seconds
 
     def stop(self, keep_link: bool = False) -> None:
