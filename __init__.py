@@ -1,7 +1,7 @@
 """Runflow Multi Angles for ComfyUI. Importable without ComfyUI (the server routes register only inside it)."""
 
-from .nodes.multi_angles import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from .nodes.routes import register as _register_routes
+from .nodes.comfy.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from .nodes.comfy.routes import register as _register_routes
 
 WEB_DIRECTORY = "./web"
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nodes import runner as runner_mod  # noqa: E402
-from nodes.contract import VIEWS  # noqa: E402
-from nodes.multi_angles import RunflowMultiAngles, RunflowMultiAnglesTurnaround  # noqa: E402
+from nodes.core import runner as runner_mod  # noqa: E402
+from nodes.runflow.contract import VIEWS  # noqa: E402
+from nodes.comfy.nodes import RunflowMultiAngles, RunflowMultiAnglesTurnaround  # noqa: E402
 from nodes.sandbox import Sandbox  # noqa: E402
 
 T = 3.0

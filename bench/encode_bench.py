@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nodes import codec  # noqa: E402
+from nodes.core import codec  # noqa: E402
 
 DEFAULT_SIZES = ((1024, 1024), (2048, 2048))  # 1 MP and 4 MP
 

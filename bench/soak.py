@@ -22,13 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.client import RunflowClient  # noqa: E402
-from nodes.config import load_settings  # noqa: E402
-from nodes.contract import VIEWS  # noqa: E402
-from nodes.retry import RetryPolicy  # noqa: E402
-from nodes.runner import Runner, Source  # noqa: E402
+from nodes.runflow.client import RunflowClient  # noqa: E402
+from nodes.core.config import load_settings  # noqa: E402
+from nodes.runflow.contract import VIEWS  # noqa: E402
+from nodes.runflow.retry import RetryPolicy  # noqa: E402
+from nodes.core.runner import Runner, Source  # noqa: E402
 from nodes.sandbox import Sandbox  # noqa: E402
-from nodes.spec import JobSpec  # noqa: E402
+from nodes.core.spec import JobSpec  # noqa: E402
 
 # every transient fault kind, as the sandbox injects them; weights are equal
 KINDS = [

@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import errors as E
-from .contract import ANGLES, ASPECT_RATIOS, DEFAULT_ANGLE, DEFAULT_SHOT, SHOTS
-from .runner import ItemResult, Runner, Source, cost_line
-from .spec import JobSpec, check_http_url, parse_views
+from .runflow import errors as E
+from .runflow.contract import ANGLES, ASPECT_RATIOS, DEFAULT_ANGLE, DEFAULT_SHOT, SHOTS
+from .core.runner import ItemResult, Runner, Source, cost_line
+from .core.spec import JobSpec, check_http_url, parse_views
 
 SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample.png"
 EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE = 1, 2, 64
@@ -69,8 +69,8 @@ def load_sources(paths: list[Path], fmt: str) -> list[tuple[str, Source]]:
     import numpy as np
     from PIL import Image, ImageOps
 
-    from . import codec
-    from .cache import pixels_sha256
+    from .core import codec
+    from .core.cache import pixels_sha256
 
     out = []
     for path in paths:
@@ -108,7 +108,7 @@ class Printer:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from .config import load_settings
+    from .core.config import load_settings
 
     views = parse_views(args.views)
     base = dict(angle=args.angle, shot=args.shot, prompt=args.prompt, seed=args.seed,
@@ -135,7 +135,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def _validator():
-    from . import codec
+    from .core import codec
 
     return codec.decode
 
@@ -172,8 +172,8 @@ def write_sheet(results: list[ItemResult], path: Path) -> Path:
     """One labelled grid of every result, for a quick look."""
     from PIL import Image
 
-    from . import codec
-    from .sheet import contact_sheet
+    from .core import codec
+    from .core.sheet import contact_sheet
 
     grid = contact_sheet([codec.decode(r.data) for r in results], [r.spec.view for r in results], cell=320)
     Image.fromarray(grid).save(path)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.cache_info or args.clear_cache:
-        from .cache import ResultCache
+        from .core.cache import ResultCache
 
         cache = ResultCache()
         if args.clear_cache:

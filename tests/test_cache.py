@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nodes.cache import (
+from nodes.core.cache import (
     CachedResult,
     ResultCache,
     cache_key,
@@ -265,7 +265,7 @@ def test_concurrent_threads_same_key(tmp_path):
 WORKER = """
 import os, sys
 sys.path.insert(0, {root!r})
-from nodes.cache import ResultCache
+from nodes.core.cache import ResultCache
 cache = ResultCache({dir!r}, max_bytes=300_000)  # small cap: eviction races too
 me = int(sys.argv[1])
 payload = bytes([me]) * 120_000

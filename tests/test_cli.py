@@ -97,7 +97,7 @@ def test_cli_inside_a_comfyui_tree_shares_comfyuis_user_dir(tmp_path, monkeypatc
     shutil.copytree(ROOT / "nodes", pack / "nodes", ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.delenv("RUNFLOW_USER_DIR", raising=False)
     monkeypatch.delenv("RUNFLOW_CACHE_DIR", raising=False)
-    code = ("from nodes.config import user_dir; from nodes.cache import default_cache_dir; "
+    code = ("from nodes.core.config import user_dir; from nodes.core.cache import default_cache_dir; "
             "print(user_dir()); print(default_cache_dir())")
     out = subprocess.run([sys.executable, "-c", code], cwd=pack, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == [str(comfy / "user" / "runflow"), str(comfy / "user" / "runflow" / "cache")]

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from nodes import errors as E
-from nodes.client import PollSchedule, RunflowClient, extract_output_urls
-from nodes.retry import RetryPolicy, parse_retry_after
+from nodes.runflow import errors as E
+from nodes.runflow.client import PollSchedule, RunflowClient, extract_output_urls
+from nodes.runflow.retry import RetryPolicy, parse_retry_after
 
 INPUT = {"view": "back view", "angle": "eye-level shot", "shot": "medium shot", "match_input_aspect": "true"}
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageFile, JpegImagePlugin
 
-from nodes.codec import (
+from nodes.core.codec import (
     DEFAULT_FORMAT,
     UPLOAD_FORMATS,
     EncodedImage,
@@ -27,7 +27,7 @@ from nodes.codec import (
     prepare,
     to_tensor,
 )
-from nodes.errors import InputError, ResultError
+from nodes.runflow.errors import InputError, ResultError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample.png"
 

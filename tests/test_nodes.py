@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from nodes import errors as E
-from nodes.contract import ANGLES, ASPECT_RATIOS, SHOTS, VIEWS
-from nodes.multi_angles import NODE_CLASS_MAPPINGS, RunflowMultiAngles, RunflowMultiAnglesTurnaround
+from nodes.runflow import errors as E
+from nodes.runflow.contract import ANGLES, ASPECT_RATIOS, SHOTS, VIEWS
+from nodes.comfy.nodes import NODE_CLASS_MAPPINGS, RunflowMultiAngles, RunflowMultiAnglesTurnaround
 
 KW = dict(view="right side view", angle="eye-level shot", shot="medium shot", prompt="", match_input_aspect=True,
           aspect_ratio="1:1", seed=0)
@@ -206,7 +206,7 @@ def test_rgba_and_grey_inputs_are_handled(sandbox_env):
 
 
 def test_image_url_source(sandbox_env, sample_png_bytes):
-    from nodes.client import RunflowClient
+    from nodes.runflow.client import RunflowClient
 
     async def upload():
         async with RunflowClient(sandbox_env.api_key, sandbox_env.url) as c:
@@ -241,7 +241,7 @@ def test_a_journalled_run_unknown_to_runflow_is_created_afresh(sandbox_env, monk
 
 
 def test_status_text_and_progress_without_comfyui_are_harmless_and_complete(sandbox_env, monkeypatch):
-    from nodes import multi_angles
+    from nodes.comfy import nodes as multi_angles
 
     shown = []
     monkeypatch.setattr(multi_angles.comfy, "status_text", lambda text, node_id=None: shown.append(text))
@@ -254,7 +254,7 @@ def test_status_text_and_progress_without_comfyui_are_harmless_and_complete(sand
 
 
 def test_input_notes_stay_visible_on_the_node(sandbox_env, monkeypatch):
-    from nodes import multi_angles
+    from nodes.comfy import nodes as multi_angles
 
     shown = []
     monkeypatch.setattr(multi_angles.comfy, "status_text", lambda text, node_id=None: shown.append(text))
@@ -264,7 +264,7 @@ def test_input_notes_stay_visible_on_the_node(sandbox_env, monkeypatch):
 
 
 def test_contact_sheet_lays_out_a_labelled_grid():
-    from nodes.multi_angles import RunflowContactSheet
+    from nodes.comfy.nodes import RunflowContactSheet
 
     batch = torch.cat([torch.full((1, 40, 60, 3), v) for v in (0.0, 0.25, 0.5, 0.75, 1.0)])
     (sheet,) = RunflowContactSheet().execute([batch], [3], [64], list("abcde"))

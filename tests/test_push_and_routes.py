@@ -13,9 +13,9 @@ import pytest
 import torch
 from aiohttp import web
 
-from nodes import push
-from nodes.multi_angles import RunflowMultiAngles
-from nodes.routes import add_routes
+from nodes.comfy import push
+from nodes.comfy.nodes import RunflowMultiAngles
+from nodes.comfy.routes import add_routes
 from nodes.sandbox import Sandbox
 
 SECRET = "whsec_test_0123456789"

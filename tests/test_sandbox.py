@@ -14,9 +14,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from nodes.contract import RUNS_PATH, VIEWS
+from nodes.runflow.contract import RUNS_PATH, VIEWS
 from nodes.sandbox import Sandbox
-from nodes.sandbox_render import render_pose
+from nodes.sandbox.render import render_pose
 
 POSE = {"view": "right side view", "angle": "eye-level shot", "shot": "medium shot"}
 

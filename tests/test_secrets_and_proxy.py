@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 import torch
 
-from nodes import errors as E
-from nodes.client import RunflowClient
-from nodes.config import config_path, load_settings, write_config
-from nodes.multi_angles import NODE_CLASS_MAPPINGS, RunflowMultiAngles
-from nodes.retry import RetryPolicy
+from nodes.runflow import errors as E
+from nodes.runflow.client import RunflowClient
+from nodes.core.config import config_path, load_settings, write_config
+from nodes.comfy.nodes import NODE_CLASS_MAPPINGS, RunflowMultiAngles
+from nodes.runflow.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 KW = dict(view="back view", angle="eye-level shot", shot="medium shot", prompt="", match_input_aspect=True,

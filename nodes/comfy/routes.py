@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 
-from . import errors as E
+from ..runflow import errors as E
 from . import push
-from .client import RunflowClient
-from .config import load_settings, write_config
-from .retry import RetryPolicy
-from .runner import SESSION
+from ..runflow.client import RunflowClient
+from ..core.config import load_settings, write_config
+from ..runflow.retry import RetryPolicy
+from ..core.runner import SESSION
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,13 @@ def add_routes(routes) -> None:
 
     @routes.get("/runflow/cache")
     async def get_cache(request):
-        from .cache import ResultCache
+        from ..core.cache import ResultCache
 
         return web.json_response({**ResultCache().stats(), "session": dict(SESSION)})
 
     @routes.post("/runflow/cache/clear")
     async def post_cache_clear(request):
-        from .cache import ResultCache
+        from ..core.cache import ResultCache
 
         cache = ResultCache()
         removed = cache.clear()

@@ -63,7 +63,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .contract import (
+from ..runflow.contract import (
     ANGLES,
     ASPECT_RATIOS,
     MAX_CLIENT_REF_LENGTH,
@@ -75,7 +75,7 @@ from .contract import (
     TERMINAL_OK,
     VIEWS,
 )
-from .sandbox_render import InputImageError, bomb_png, render_pose
+from .render import InputImageError, bomb_png, render_pose
 
 log = logging.getLogger(__name__)
 

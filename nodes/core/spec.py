@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .contract import (ANGLES, ASPECT_RATIOS, MAX_PROMPT_LENGTH, MAX_URL_LENGTH, SHOTS, VIEWS)
-from .errors import InputError
+from ..runflow.contract import (ANGLES, ASPECT_RATIOS, MAX_PROMPT_LENGTH, MAX_URL_LENGTH, SHOTS, VIEWS)
+from ..runflow.errors import InputError
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:

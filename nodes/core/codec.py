@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from .contract import MAX_SIDE, MAX_UPLOAD_BYTES
-from .errors import InputError, ResultError
+from ..runflow.contract import MAX_SIDE, MAX_UPLOAD_BYTES
+from ..runflow.errors import InputError, ResultError
 
 # Default upload encoding, picked by bench/encode_bench.py on the photo-like sample (mug + ball, sensor noise),
 # reference PNG = img.save(buf, "PNG") as ComfyUI's API nodes do (1.37 MB / 461 ms at 1 MP, 5.41 MB / 1.89 s at 4 MP):

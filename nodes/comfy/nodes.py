@@ -10,14 +10,16 @@ import dataclasses
 import json
 import time
 
-from . import codec, comfy
-from . import errors as E
-from .cache import pixels_sha256
-from .config import load_settings
-from .contract import (ANGLES, ASPECT_RATIOS, DEFAULT_ANGLE, DEFAULT_ASPECT_RATIO, DEFAULT_SHOT, DEFAULT_VIEW,
+from ..core import codec
+
+from . import adapter as comfy
+from ..runflow import errors as E
+from ..core.cache import pixels_sha256
+from ..core.config import load_settings
+from ..runflow.contract import (ANGLES, ASPECT_RATIOS, DEFAULT_ANGLE, DEFAULT_ASPECT_RATIO, DEFAULT_SHOT, DEFAULT_VIEW,
                        SHOTS, TOOLTIPS, VIEWS)
-from .runner import SESSION, ItemResult, Runner, Source, cost_line
-from .spec import JobSpec, check_http_url, parse_metadata, parse_views
+from ..core.runner import SESSION, ItemResult, Runner, Source, cost_line
+from ..core.spec import JobSpec, check_http_url, parse_metadata, parse_views
 
 CATEGORY = "Runflow"
 SEED_MAX = 2**31 - 1
@@ -298,7 +300,7 @@ class RunflowContactSheet:
         }
 
     def execute(self, images, columns, cell_size, labels=None):
-        from .sheet import contact_sheet
+        from ..core.sheet import contact_sheet
 
         arrays = [a for batch in images for a in codec.image_items(batch)]
         flat = [str(x) for x in (labels or [])]

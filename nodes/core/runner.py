@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import errors as E
-from . import push
+from ..runflow import errors as E
+from ..comfy import push
 from .cache import ResultCache, cache_key, default_cache_dir
-from .client import DEFAULT_RUN_TIMEOUT, Asset, Run, RunflowClient
+from ..runflow.client import DEFAULT_RUN_TIMEOUT, Asset, Run, RunflowClient
 from .config import Settings, user_dir
-from .contract import DEFAULT_API_URL, MODEL_ID, PRICE_PER_RUN_USD
+from ..runflow.contract import DEFAULT_API_URL, MODEL_ID, PRICE_PER_RUN_USD
 from .spec import JobSpec
 
 log = logging.getLogger(__name__)

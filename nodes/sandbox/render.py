@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from .contract import (
+from ..runflow.contract import (
     ANGLE_ELEVATION,
     DEFAULT_ANGLE,
     DEFAULT_ASPECT_RATIO,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .contract import DEFAULT_API_URL
-from .errors import KEY_HELP, ConfigError, mask_key
+from ..runflow.contract import DEFAULT_API_URL
+from ..runflow.errors import KEY_HELP, ConfigError, mask_key
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def user_dir() -> Path:
     except Exception:  # noqa: BLE001 - not running inside ComfyUI
         pass
     # the CLI run from an installed pack (<ComfyUI>/custom_nodes/<pack>): share ComfyUI's key, cache and timing
-    comfy_root = Path(__file__).resolve().parent.parent.parent.parent
+    comfy_root = Path(__file__).resolve().parents[4]  # <ComfyUI>/custom_nodes/<pack>/nodes/core/config.py
     if (comfy_root / "main.py").is_file() and (comfy_root / "custom_nodes").is_dir():
         return comfy_root / "user" / "runflow"
     return FALLBACK_USER_DIR

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from .errors import Interrupted
+from ..runflow.errors import Interrupted
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,0 +1,1 @@
+"""Runflow's public API as a small async client library: httpx and the standard library only."""

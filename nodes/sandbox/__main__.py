@@ -1,0 +1,7 @@
+"""python -m nodes.sandbox: serve the emulator (see server.py for the options)."""
+
+import sys
+
+from .server import main
+
+sys.exit(main())
