@@ -511,7 +511,7 @@ def test_http_control_endpoints(api, sandbox, image_url):
     stats = control.get("/stats").json()
     assert stats["created_runs"] == 2 and stats["billable_runs"] == 1 and stats["uploads"] == 1
     assert stats["requests"]["GET /v1/runs/{id}"] >= 2
-    assert control.post("/reset").status_code == 200
+    assert control.post("/reset", json={}).status_code == 200
     assert control.get("/stats").json()["created_runs"] == 0 and sandbox.billable_runs() == 0
     control.close()
 
