@@ -107,7 +107,9 @@ class ApiMixin:
                 return error(404, "MODEL_NOT_FOUND", f"Model {'/'.join(segments)!r} not found")
             return self._create_run(req) if m == "POST" else error(405, "METHOD_NOT_ALLOWED", "use POST")
         if p == "/v1/runs/statuses" and m == "GET":
-            return json_response(200, {"items": [{"code": s, "is_terminal": s in TERMINAL} for s in STATUSES]})
+            spelling = self.variants.cancel_spelling
+            codes = [spelling if s == "canceled" and spelling != "as_scripted" else s for s in STATUSES]
+            return json_response(200, {"items": [{"code": s, "is_terminal": s in TERMINAL} for s in codes]})
         if p == "/v1/runs" and m == "GET":
             return self._list_runs(req)
         if (mt := re.fullmatch(r"/v1/runs/([^/]+)", p)) and m == "GET":
@@ -137,7 +139,7 @@ class ApiMixin:
         sort_by = (q.get("sort_by") or ["created_at:desc"])[0]
         if sort_by not in ("created_at:desc", "created_at:asc"):
             return error(422, "VALIDATION_ERROR", "Invalid query",
-                          field_errors([("sort_by", "must be created_at:desc or created_at:asc")]))
+                         field_errors([("sort_by", "must be created_at:desc or created_at:asc")]))
         with self._lock:
             now = time.time()
             items = []
@@ -148,8 +150,8 @@ class ApiMixin:
             items.sort(key=lambda t: t[0], reverse=sort_by.endswith("desc"))
             page = [self._present(r) for _, r in items[offset: offset + limit]]
         return json_response(200, {"items": page,
-                           "next_pq": str(offset + limit) if offset + limit < len(items) else None,
-                           "prev_pq": str(max(0, offset - limit)) if offset > 0 else None})
+                                   "next_pq": str(offset + limit) if offset + limit < len(items) else None,
+                                   "prev_pq": str(max(0, offset - limit)) if offset > 0 else None})
 
 
     def _rate_headers(self) -> dict:

@@ -163,7 +163,7 @@ def fault_response(fault: Fault, path: str, retry_after: str = "fault") -> Respo
     if fault.kind == "huge_json":
         total = int(float(p.get("size_mb", 50)) * 1024 * 1024)
         return streamed(200, "application/json", total,
-                         filler(total, b'{"status_code": "running", "padding": "', b'"}'))
+                        filler(total, b'{"status_code": "running", "padding": "', b'"}'))
     if fault.kind == "expire_output":
         return s3_error(403, "AccessDenied", "Request has expired")
     status = int(p["status"])

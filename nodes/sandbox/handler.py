@@ -67,7 +67,7 @@ class Handler(BaseHTTPRequestHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             if storage:
                 raise _BodyError(s3_error(411, "MissingContentLength", "You must provide the Content-Length "
-                                           "HTTP header."))
+                                          "HTTP header."))
             parts, total = [], 0
             while True:
                 try:

@@ -55,7 +55,7 @@ class RunsMixin:
         unknown = [k for k in body if k not in RUN_FIELDS]
         if unknown:
             return error(400, "BAD_REQUEST", f"Unknown field(s): {', '.join(unknown)}",
-                          field_errors([(k, "unknown field") for k in unknown]))
+                         field_errors([(k, "unknown field") for k in unknown]))
         errors = validate_run(body)
         if errors:
             return error(422, "VALIDATION_ERROR", "Input validation failed", field_errors(errors))
@@ -77,8 +77,8 @@ class RunsMixin:
                 if script["run_seconds"] is not None:
                     run_seconds = float(script["run_seconds"])
                 status = script["status"]
-                plan = script["sequence"] or (plan_for(status, run_seconds, self.queue_seconds) if status in TERMINAL
-                                              else [(status, None)])
+                plan = script["sequence"] or (plan_for(status, run_seconds, self.queue_seconds)
+                                              if status in TERMINAL else [(status, None)])
                 failure_code, failure_message = script["failure_code"], script["failure_message"]
             elif FORCE_FAIL.search(prompt):
                 plan = plan_for("failed", run_seconds, self.queue_seconds)
@@ -88,7 +88,7 @@ class RunsMixin:
                 plan = plan_for("succeeded", run_seconds, self.queue_seconds)
             plan = self._queue(plan, now)
             rs = RunState(str(uuid.uuid4()), now, plan, copy.deepcopy(fields), self.variants.output_shape, self._epoch,
-                           failure_code, failure_message)
+                          failure_code, failure_message)
             record = {
                 "id": rs.id, "status_code": plan[0][0], "model_id": MODEL_UUID, "model": MODEL_ID,
                 "target_type": "model", "source_code": "api", "org_id": ORG_ID, "input": copy.deepcopy(fields),

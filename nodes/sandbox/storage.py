@@ -103,7 +103,7 @@ class StorageMixin:
             return None, s3_error(404, "NoSuchKey", "The specified key does not exist.")
         if not hmac.compare_digest(sig, self._sig("GET", token, expires)):
             return None, s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not "
-                                   "match the signature you provided.")
+                                  "match the signature you provided.")
         if not expires.isdigit() or time.time() >= int(expires):
             return None, s3_error(403, "AccessDenied", "Request has expired")
         return asset, None
@@ -118,7 +118,7 @@ class StorageMixin:
     def _new_asset(self, name: str, mime: str, size: int, source_type: str) -> Asset:
         aid = str(uuid.uuid4())
         a = Asset(aid, name, mime, size, source_type, secrets.token_urlsafe(18), secrets.token_urlsafe(18),
-                   r2_key=f"{ORG_ID}/{'runs' if source_type == 'run_output' else 'uploads'}/{aid}/{name}")
+                  r2_key=f"{ORG_ID}/{'runs' if source_type == 'run_output' else 'uploads'}/{aid}/{name}")
         self._assets[aid] = a
         self._tokens[a.get_token] = aid
         self._tokens[a.put_token] = aid
@@ -171,7 +171,7 @@ class StorageMixin:
         m, p = req.method, req.path
         if "authorization" in req.headers:
             return s3_error(400, "InvalidArgument", "Credentials must not be sent to presigned URLs: "
-                             "remove the Authorization header (the signature is in the URL)")
+                            "remove the Authorization header (the signature is in the URL)")
         if (mt := re.fullmatch(r"/_storage/put/([^/]+)", p)) and m == "PUT":
             return self._storage_put(mt.group(1), req)
         if (mt := re.fullmatch(r"/_storage/get/([^/]+)", p)) and m == "GET":
@@ -192,14 +192,14 @@ class StorageMixin:
             if a is None or token != a.put_token or not hmac.compare_digest(
                     sig, self._sig("PUT", token, expires, a.mime_type)):
                 return s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not "
-                                 "match the signature you provided.")
+                                "match the signature you provided.")
             if time.time() >= a.put_expires:
                 return s3_error(403, "AccessDenied", "Request has expired")
             ctype = req.headers.get("content-type", "").strip().lower()
             if ctype != a.mime_type:
                 return s3_error(403, "SignatureDoesNotMatch", f"The request signature we calculated does not match "
-                                 f"the signature you provided: Content-Type {ctype or '(none)'!r} is not the "
-                                 f"signed {a.mime_type!r}.")
+                                f"the signature you provided: Content-Type {ctype or '(none)'!r} is not the "
+                                f"signed {a.mime_type!r}.")
             if len(req.body) != a.declared_size:
                 log.info("sandbox: upload %s is %d bytes, declared %d", a.id, len(req.body), a.declared_size)
             a.data, a.updated_at = req.body, time.time()
