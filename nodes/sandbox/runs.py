@@ -33,6 +33,8 @@ class RunState:
     result: tuple | None = None  # ("ok", asset_id, width, height, seed, ms) | ("fail", code, message)
     done_at: float | None = None
     frozen: bool = False
+    slot_wait: bool = False  # waiting for a concurrency slot (slots.py)
+    end_t: float | None = None  # when it reached its terminal status
 
     @property
     def final(self) -> str:
@@ -86,7 +88,6 @@ class RunsMixin:
                 failure_message = "The prompt contains [sandbox:fail], so the sandbox failed this run on purpose."
             else:
                 plan = plan_for("succeeded", run_seconds, self.queue_seconds)
-            plan = self._queue(plan, now)
             rs = RunState(str(uuid.uuid4()), now, plan, copy.deepcopy(fields), self.variants.output_shape, self._epoch,
                           failure_code, failure_message)
             record = {
@@ -99,6 +100,7 @@ class RunsMixin:
                 "failure_stage_code": None, "batch_id": None, "has_logs": False, "has_node_runs": False,
             }
             self._state[rs.id], self._runs[rs.id] = rs, record
+            self._enqueue(rs, now)
             self.created_runs += 1
             self.billing_log.append({"run_id": rs.id, "client_ref": body.get("client_ref"),
                                      "idempotency_key": req.headers.get("idempotency-key") or None,
@@ -108,20 +110,6 @@ class RunsMixin:
             if rs.final in TERMINAL_OK and self._executor is not None:
                 rs.future = self._executor.submit(self._process, rs)
             return json_response(self.variants.create_status, self._present(record))
-
-    def _queue(self, plan: list, now: float) -> list:
-        """Hold the run in ``queued`` until one of the org's ``max_concurrency`` slots is free (FIFO; call with the
-        lock held). Only finite plans take a slot; a slot frees when the planned run would end."""
-        if plan[0][0] != "queued" or plan[-1][0] not in TERMINAL or any(d is None for _, d in plan[:-1]):
-            return plan
-        cap = max(1, int(self.max_concurrency))
-        slots = sorted(self._slot_free)[-cap:]
-        slots += [0.0] * (cap - len(slots))
-        i = min(range(cap), key=slots.__getitem__)
-        start = max(now + plan[0][1], slots[i])
-        slots[i] = start + sum(d for _, d in plan[1:-1])
-        self._slot_free = slots
-        return [("queued", start - now), *plan[1:]]
 
     def _present(self, record: dict) -> dict:
         """A copy of a run record as the API shows it under the current variants (call with the lock held)."""
@@ -183,6 +171,10 @@ class RunsMixin:
     def _refresh(self, rs: RunState, now: float) -> None:
         """Bring the public record of a run up to date with the clock (call with the lock held)."""
         rec = self._runs[rs.id]
+        if rs.slot_wait:
+            self._admit(now)
+            if rs.slot_wait:
+                return
         if not rs.frozen:
             elapsed, offset, started = now - rs.t0, 0.0, None
             status = rs.plan[-1][0]
@@ -221,7 +213,7 @@ class RunsMixin:
                    failure_code=None if ok else code, failure_message=None if ok else message,
                    failure_stage_code=None if ok else (
                        "preprocess" if (code or "").startswith("INPUT_") else "inference"))
-        rs.frozen = True
+        rs.frozen, rs.end_t = True, completed
 
     def _output(self, rs: RunState) -> dict:
         _, asset_id, w, h, seed, ms = rs.result

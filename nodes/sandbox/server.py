@@ -91,6 +91,7 @@ from .control import ControlMixin
 from .faults import Faults, path_matches
 from .handler import Handler, Server, Server6, route_key
 from .runs import RunsMixin
+from .slots import SlotsMixin
 from .storage import StorageMixin
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ SETTINGS = {"run_seconds": float, "queue_seconds": float, "upload_url_ttl": floa
 DEFAULT_BALANCE = 1000.0
 
 
-class Sandbox(ApiMixin, RunsMixin, StorageMixin, CallbacksMixin, ControlMixin):
+class Sandbox(ApiMixin, RunsMixin, SlotsMixin, StorageMixin, CallbacksMixin, ControlMixin):
     """The emulator. ``start()`` serves on ``url``; every attribute below is safe to read from tests."""
 
     def __init__(self, api_key: str = "rf_sandbox_key", run_seconds: float = 3.0, queue_seconds: float = 0.0,
@@ -140,7 +141,9 @@ class Sandbox(ApiMixin, RunsMixin, StorageMixin, CallbacksMixin, ControlMixin):
         self._tokens: dict[str, str] = {}  # storage token -> asset id
         self._idempotency: dict = {}  # key -> (body digest, Response | None while in flight)
         self._scripts: collections.deque = collections.deque()
-        self._slot_free: list[float] = []  # concurrency slots: when each frees up (runs._queue)
+        self._waiting: collections.deque = collections.deque()  # run ids waiting for a slot (slots.py)
+        self._holding: set[str] = set()  # run ids holding a slot
+        self._free_at: list[float] = []  # free slots: since when each is free
         self._rate_window = [0, 0]  # X-RateLimit-* window: [minute, requests]
         self._epoch = 0
         self._server = None
