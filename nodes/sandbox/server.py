@@ -9,7 +9,7 @@ deterministic stand-in (``render.py``): a warped, hue-rotated copy of the input 
 
 Standalone::
 
-    python -m nodes.sandbox --port 8787 --key rf_sandbox_key --run-seconds 3
+    python -m nodes.sandbox --port 8787 --key rf_sandbox_key --run-seconds 3 --variant idempotency=ignored
     # then point the pack at it: RUNFLOW_API_URL=http://127.0.0.1:8787 RUNFLOW_API_KEY=rf_sandbox_key
 
 In Python (tests)::
@@ -25,8 +25,10 @@ Magic prompts, for trying failure paths by hand in ComfyUI (put them in the node
 
 Out-of-process control (no auth; only ever served on loopback unless ``--allow-remote``):
 ``POST /_sandbox/faults`` ``{"kind": ..., "path": ..., "times": ..., ...}``, ``POST /_sandbox/faults/random``,
-``DELETE /_sandbox/faults``, ``POST /_sandbox/next_runs``, ``POST /_sandbox/config``, ``GET /_sandbox/stats``,
-``POST /_sandbox/reset``.
+``DELETE /_sandbox/faults``, ``POST /_sandbox/next_runs``, ``GET|POST /_sandbox/config``, ``GET /_sandbox/stats``,
+``GET /_sandbox/billing``, ``POST /_sandbox/reset``. Modules: handler (HTTP), api (/v1 routing, idempotency,
+search, discovery), runs (clock, billing record), slots (concurrency cap), storage (presigned URLs, uploads),
+faults, callbacks, control (/_sandbox), config (constants, variants), discovery, cli, render.
 
 Callbacks: with ``callback_secret`` (or None: unsigned), a run's ``callback_url`` is POSTed once the run is terminal,
 signed ``Runflow-Signature`` = HMAC-SHA256(secret, body), 3 attempts (1 s, 2 s), retried on 5xx/network errors only;
