@@ -82,25 +82,34 @@ PEER_CAMERAS = [
 ]
 
 
-def peer_words(h, v, z):
-    """The peer's prompt for these controls (its if/elif chain, restated)."""
-    return Pose(view_of(h), angle_of(v), shot_of(z))
+# What the peer's generate_prompt if/elif chain says for the same controls (worked by hand from nodes.py).
+PEER_WORDS = {
+    (0, 0, 5.0): Pose("front view", "eye-level shot", "medium shot"),
+    (90, 0, 5.0): Pose("right side view", "eye-level shot", "medium shot"),
+    (100, -16, 5.0): Pose("right side view", "low-angle shot", "medium shot"),
+    (45, 30, 8.0): Pose("front-right quarter view", "elevated shot", "close-up"),
+    (270, -30, 1.0): Pose("left side view", "low-angle shot", "wide shot"),
+    (22, 14, 1.9): Pose("front view", "eye-level shot", "wide shot"),
+    (23, 15, 2.0): Pose("front-right quarter view", "elevated shot", "medium shot"),
+}
 
 
 @pytest.mark.parametrize("controls, camera", PEER_CAMERAS)
 def test_peer_camera_info_reads_as_the_prompt_the_peer_emitted_with_it(controls, camera):
     reading = parse_pose(camera)
     assert reading.form == "camera"
-    assert reading.pose == peer_words(*controls)
+    assert reading.pose == PEER_WORDS[controls]
     assert reading.note.startswith("qwenmultiangle camera_info")
     # the same controls as JSON numbers give the same pose
     h, v, z = controls
     assert parse_pose(json.dumps({"horizontal_angle": h, "vertical_angle": v, "zoom": z})).pose == reading.pose
 
 
-def test_threshold_neighbours_from_the_peer_camera():
-    assert parse_pose(PEER_CAMERAS[5][1]).pose == Pose("front view", "eye-level shot", "wide shot")
-    assert parse_pose(PEER_CAMERAS[6][1]).pose == Pose("front-right quarter view", "elevated shot", "medium shot")
+def test_peer_camera_snaps_only_off_the_presets():
+    assert not parse_pose(PEER_CAMERAS[3][1]).snapped  # (45, 30, 8.0) is the peer's own preset for that pose
+    note = parse_pose(PEER_CAMERAS[2][1]).note
+    assert note == ("qwenmultiangle camera_info: snapped horizontal_angle 100° -> right side view, "
+                    "vertical_angle -16° -> low-angle shot, zoom 5 -> medium shot")
 
 
 # Comfy-Org/ComfyUI PR #16251: build_camera_info(0, 0, 0) is at (0, 0, SUBJECT_DISTANCE=6) looking at the origin with

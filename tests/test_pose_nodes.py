@@ -1,0 +1,47 @@
+"""The free RunflowPoseToPrompt node: contract, exact outputs, and that its outputs read back as the same pose."""
+
+import itertools
+import json
+
+import pytest
+
+from nodes.comfy.pose_nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, RunflowPoseToPrompt
+from nodes.core.pose import Pose, parse_pose
+from nodes.runflow import errors as E
+from nodes.runflow.contract import ANGLES, DEFAULT_ANGLE, DEFAULT_SHOT, DEFAULT_VIEW, SHOTS, VIEWS
+
+
+def test_contract():
+    assert NODE_CLASS_MAPPINGS == {"RunflowPoseToPrompt": RunflowPoseToPrompt}
+    assert set(NODE_DISPLAY_NAME_MAPPINGS) == {"RunflowPoseToPrompt"}
+    req = RunflowPoseToPrompt.INPUT_TYPES()["required"]
+    assert list(req) == ["view", "angle", "shot"]
+    assert (req["view"][0], req["angle"][0], req["shot"][0]) == (list(VIEWS), list(ANGLES), list(SHOTS))
+    assert [req[k][1]["default"] for k in req] == [DEFAULT_VIEW, DEFAULT_ANGLE, DEFAULT_SHOT]
+    assert RunflowPoseToPrompt.RETURN_TYPES == ("STRING", "LOAD3D_CAMERA", "STRING")
+    assert RunflowPoseToPrompt.RETURN_NAMES == ("lora_prompt", "camera_info", "pose")
+    assert len(RunflowPoseToPrompt.OUTPUT_TOOLTIPS) == 3
+
+
+def test_default_pose_outputs():
+    node = RunflowPoseToPrompt()
+    prompt, camera, pose = getattr(node, node.FUNCTION)(DEFAULT_VIEW, DEFAULT_ANGLE, DEFAULT_SHOT)
+    assert prompt == "<sks> right side view eye-level shot medium shot"
+    assert json.loads(pose) == {"view": "right side view", "angle": "eye-level shot", "shot": "medium shot"}
+    # ComfyUI's Load3DCamera.CameraInfo shape, as the Qwen Multiangle Camera node builds it (zoom 4 -> distance 1.8)
+    assert set(camera) == {"position", "target", "zoom", "cameraType"}
+    assert camera["target"] == {"x": 0.0, "y": 0.5, "z": 0.0} and camera["cameraType"] == "perspective"
+    assert camera["position"]["x"] == pytest.approx(1.8) and camera["position"]["y"] == pytest.approx(0.5)
+    json.dumps(camera)  # travels through the UI as JSON
+
+
+@pytest.mark.parametrize("view, angle, shot", itertools.product(VIEWS, ANGLES, SHOTS))
+def test_outputs_read_back_as_the_same_pose(view, angle, shot):
+    prompt, camera, pose = RunflowPoseToPrompt().execute(view, angle, shot)
+    want = Pose(view, angle, shot)
+    assert {parse_pose(prompt).pose, parse_pose(camera).pose, parse_pose(pose).pose} == {want}
+
+
+def test_a_stale_combo_value_is_refused_with_the_valid_words():
+    with pytest.raises(E.InputError, match="view 'side view' is not one of Runflow's values: front view"):
+        RunflowPoseToPrompt().execute("side view", DEFAULT_ANGLE, DEFAULT_SHOT)
