@@ -243,3 +243,15 @@ def test_errors_say_what_is_wrong_and_what_is_accepted(value, message):
         parse_pose(value)
     if "camera_info." not in message and "sits on" not in message and "JSON view" not in message:
         assert "accepted pose forms" in str(info.value)
+
+
+def test_turnaround_lines_may_leave_out_angle_and_shot_but_not_the_view():
+    fill = {"angle": "high-angle shot", "shot": "close-up"}
+    poses = [r.pose for r in parse_pose_list("front view\nback view, low-angle shot\n", fill)]
+    assert poses == [Pose("front view", "high-angle shot", "close-up"), Pose("back view", "low-angle shot", "close-up")]
+    with pytest.raises(InputError, match="line 1 'wide shot' has no view"):
+        parse_pose_list("wide shot", fill)
+    with pytest.raises(InputError, match="line 1: JSON has zoom but no horizontal_angle"):
+        parse_pose_list('{"zoom": 3}', fill)
+    with pytest.raises(InputError, match="shot 'closeup' is not one of Runflow's values"):
+        parse_pose("front view", {"shot": "closeup"})

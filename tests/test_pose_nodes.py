@@ -35,7 +35,7 @@ def test_default_pose_outputs():
     json.dumps(camera)  # travels through the UI as JSON
 
 
-@pytest.mark.parametrize("view, angle, shot", itertools.product(VIEWS, ANGLES, SHOTS))
+@pytest.mark.parametrize("view, angle, shot", list(itertools.product(VIEWS, ANGLES, SHOTS)))
 def test_outputs_read_back_as_the_same_pose(view, angle, shot):
     prompt, camera, pose = RunflowPoseToPrompt().execute(view, angle, shot)
     want = Pose(view, angle, shot)

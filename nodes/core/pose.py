@@ -33,6 +33,8 @@ from ..runflow.errors import InputError
 from .pose_camera import angles_to_camera, camera_to_angles, is_camera_info
 
 LORA_TRIGGER = "<sks>"
+SLOTS = ("view", "angle", "shot")
+ALLOWED = {"view": VIEWS, "angle": ANGLES, "shot": SHOTS}
 # The peer's dropdown presets: the numeric pose it emits when a user picks these words.
 VIEW_HORIZONTAL = {view: i * 45 for i, view in enumerate(VIEWS)}
 ANGLE_VERTICAL = {"low-angle shot": -30, "eye-level shot": 0, "elevated shot": 30, "high-angle shot": 60}
@@ -53,10 +55,10 @@ class Pose:
     shot: str
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("view", self.view, VIEWS), ("angle", self.angle, ANGLES),
-                                     ("shot", self.shot, SHOTS)):
-            if value not in allowed:
-                raise InputError(f"{name} {value!r} is not one of Runflow's values: {', '.join(allowed)}")
+        for slot in SLOTS:
+            if getattr(self, slot) not in ALLOWED[slot]:
+                raise InputError(f"{slot} {getattr(self, slot)!r} is not one of Runflow's values: "
+                                 f"{', '.join(ALLOWED[slot])}")
 
     def __str__(self) -> str:
         return f"{self.view} · {self.angle} · {self.shot}"
@@ -83,7 +85,7 @@ _VOCAB = {_key(w): (slot, w) for slot, words in (("view", VIEWS), ("angle", ANGL
 _LONGEST = max(len(k) for k in _VOCAB)
 
 
-def _read_words(text: str, default: Pose | None, what: str = "pose") -> PoseReading:
+def _read_words(text: str, fill: dict[str, str], what: str = "pose") -> PoseReading:
     tokens = _key(re.sub(re.escape(LORA_TRIGGER), " ", text, flags=re.I).replace(",", " ").replace(";", " "))
     found: dict[str, str] = {}
     unknown: list[str] = []
@@ -106,16 +108,29 @@ def _read_words(text: str, default: Pose | None, what: str = "pose") -> PoseRead
         raise InputError(f"{what} {text.strip()!r}: {' '.join(unknown)!r} is not a view, angle or shot word "
                          f"(views: {', '.join(VIEWS)}; angles: {', '.join(ANGLES)}; shots: {', '.join(SHOTS)}). "
                          f"{FORMS}")
-    return _complete(found, default, "words", what, text)
+    return _complete(found, fill, "words", what, text)
 
 
-def _complete(found: dict[str, str], default: Pose | None, form: str, what: str, text: str) -> PoseReading:
-    missing = [slot for slot in ("view", "angle", "shot") if slot not in found]
-    if missing and default is None:
-        raise InputError(f"{what} {text.strip()!r} has no {' or '.join(missing)}; give view, angle and shot. {FORMS}")
-    filled = {slot: found.get(slot) or getattr(default, slot) for slot in ("view", "angle", "shot")}
-    note = f"{', '.join(missing)} from the node's widgets" if missing else ""
-    return PoseReading(Pose(**filled), form, note=note)
+def _complete(found: dict[str, str], fill: dict[str, str], form: str, what: str, text: str) -> PoseReading:
+    lacking = [slot for slot in SLOTS if slot not in found and slot not in fill]
+    if lacking:
+        raise InputError(f"{what} {text.strip()!r} has no {' or '.join(lacking)}; give view, angle and shot. {FORMS}")
+    filled = [slot for slot in SLOTS if slot not in found]
+    note = f"{', '.join(filled)} from the node's widgets" if filled else ""
+    return PoseReading(Pose(**{slot: found.get(slot) or fill[slot] for slot in SLOTS}), form, note=note)
+
+
+def _fill(default: Pose | dict | None) -> dict[str, str]:
+    """The node's own widgets as slot -> word (a Pose, a partial dict such as {"angle", "shot"}, or nothing)."""
+    if default is None:
+        return {}
+    if isinstance(default, Pose):
+        return {slot: getattr(default, slot) for slot in SLOTS}
+    fill = {slot: default[slot] for slot in SLOTS if default.get(slot)}
+    for slot, word in fill.items():
+        if word not in ALLOWED[slot]:
+            raise InputError(f"{slot} {word!r} is not one of Runflow's values: {', '.join(ALLOWED[slot])}")
+    return fill
 
 
 # ---- numbers (the peer's controls) ---------------------------------------------------------------------------------
@@ -162,11 +177,14 @@ def _fmt(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".") if x != int(x) else str(int(x))
 
 
-def _read_numeric(data: dict, default: Pose | None, what: str) -> PoseReading:
-    present = [k for k in ("horizontal_angle", "vertical_angle", "zoom") if k in data]
-    if len(present) < 3 and default is None:
-        missing = [k for k in ("horizontal_angle", "vertical_angle", "zoom") if k not in data]
-        raise InputError(f"{what}: JSON has {', '.join(present)} but no {', '.join(missing)}; give all three "
+NUMERIC = (("horizontal_angle", "view"), ("vertical_angle", "angle"), ("zoom", "shot"))
+
+
+def _read_numeric(data: dict, fill: dict[str, str], what: str) -> PoseReading:
+    lacking = [key for key, slot in NUMERIC if key not in data and slot not in fill]
+    if lacking:
+        present = [key for key, _ in NUMERIC if key in data]
+        raise InputError(f"{what}: JSON has {', '.join(present)} but no {', '.join(lacking)}; give all three "
                          f"(horizontal_angle 0-360, vertical_angle -30-60, zoom 0-10). {FORMS}")
     clamped = []
     # The peer clamps with int() for the angles and float() for zoom (nodes.py generate_prompt / execute).
@@ -176,24 +194,24 @@ def _read_numeric(data: dict, default: Pose | None, what: str) -> PoseReading:
         if h != raw:
             clamped.append(f"horizontal_angle {_fmt(raw)} read as {h} (whole degrees 0-360)")
     else:
-        h = VIEW_HORIZONTAL[default.view]
+        h = VIEW_HORIZONTAL[fill["view"]]
     if "vertical_angle" in data:
         raw = _number(data, "vertical_angle", what)
         v = max(-30, min(60, int(raw)))
         if v != raw:
             clamped.append(f"vertical_angle {_fmt(raw)} read as {v} (whole degrees -30-60)")
     else:
-        v = ANGLE_VERTICAL[default.angle]
+        v = ANGLE_VERTICAL[fill["angle"]]
     if "zoom" in data:
         raw = _number(data, "zoom", what)
         z = max(0.0, min(10.0, raw))
         if z != raw:
             clamped.append(f"zoom {_fmt(raw)} read as {_fmt(z)} (0-10)")
     else:
-        z = SHOT_ZOOM[default.shot]
+        z = SHOT_ZOOM[fill["shot"]]
     reading = from_numeric(h, v, z, notes=tuple(clamped))
-    if len(present) < 3:
-        filled = [k for k in ("horizontal_angle", "vertical_angle", "zoom") if k not in data]
+    filled = [slot for key, slot in NUMERIC if key not in data]
+    if filled:
         note = "; ".join(x for x in (reading.note, f"{', '.join(filled)} from the node's widgets") if x)
         return PoseReading(reading.pose, reading.form, reading.snapped, note)
     return reading
@@ -201,14 +219,15 @@ def _read_numeric(data: dict, default: Pose | None, what: str) -> PoseReading:
 
 # ---- public API ----------------------------------------------------------------------------------------------------
 
-def parse_pose(value: object, default: Pose | None = None, *, what: str = "pose") -> PoseReading:
+def parse_pose(value: object, default: Pose | dict | None = None, *, what: str = "pose") -> PoseReading:
     """Read a connected ``pose`` value: LoRA prompt / plain words, JSON (numbers or words), or a camera_info dict.
 
-    With ``default`` (the node's own widgets) a value may leave parts out (e.g. just a view); without it every part
-    is required. Raises InputError naming the accepted forms.
+    With ``default`` (the node's own widgets: a Pose, or a partial {"angle": .., "shot": ..}) a value may leave
+    those parts out (e.g. just a view); without it every part is required. Raises InputError naming the accepted forms.
     """
     if isinstance(value, Pose):
         return PoseReading(value, "pose")
+    fill = _fill(default)
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -221,14 +240,14 @@ def parse_pose(value: object, default: Pose | None = None, *, what: str = "pose"
                                  f"{FORMS}") from None
             if not isinstance(data, dict):
                 raise InputError(f"{what} JSON must be an object. {FORMS}")
-            return _read_dict(data, default, what, text)
-        return _read_words(text, default, what)
+            return _read_dict(data, fill, what, text)
+        return _read_words(text, fill, what)
     if isinstance(value, dict):
-        return _read_dict(value, default, what, json.dumps(value, default=str)[:120])
+        return _read_dict(value, fill, what, json.dumps(value, default=str)[:120])
     raise InputError(f"{what} must be text or a camera_info, got {type(value).__name__}. {FORMS}")
 
 
-def _read_dict(data: dict, default: Pose | None, what: str, text: str) -> PoseReading:
+def _read_dict(data: dict, fill: dict[str, str], what: str, text: str) -> PoseReading:
     if is_camera_info(data):
         cam = camera_to_angles(data)
         reading = from_numeric(cam.horizontal, cam.vertical, cam.zoom, form="camera", notes=cam.notes)
@@ -241,17 +260,16 @@ def _read_dict(data: dict, default: Pose | None, what: str, text: str) -> PoseRe
                 raise InputError(f"{what}: JSON {slot} must be text, got {raw!r}. {FORMS}")
             hit = _VOCAB.get(_key(raw))
             if hit is None or hit[0] != slot:
-                allowed = {"view": VIEWS, "angle": ANGLES, "shot": SHOTS}[slot]
-                raise InputError(f"{what}: JSON {slot} {raw!r} is not one of {', '.join(allowed)}")
+                raise InputError(f"{what}: JSON {slot} {raw!r} is not one of {', '.join(ALLOWED[slot])}")
             found[slot] = hit[1]
-        return _complete(found, default, "json-words", what, text)
-    if any(k in data for k in ("horizontal_angle", "vertical_angle", "zoom")):
-        return _read_numeric(data, default, what)
+        return _complete(found, fill, "json-words", what, text)
+    if any(k in data for k, _ in NUMERIC):
+        return _read_numeric(data, fill, what)
     raise InputError(f"{what}: JSON object has none of view/angle/shot, horizontal_angle/vertical_angle/zoom or "
                      f"position/target (keys: {', '.join(map(str, data)) or 'none'}). {FORMS}")
 
 
-def parse_pose_list(text: str, default: Pose | None = None) -> list[PoseReading]:
+def parse_pose_list(text: str, default: Pose | dict | None = None) -> list[PoseReading]:
     """The Turnaround's pose list: one pose per line (any form above except multi-line), or a JSON array of them.
 
     Blank lines and lines starting with # are skipped; duplicates are kept once, in first-seen order."""
