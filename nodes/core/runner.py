@@ -17,7 +17,8 @@ from pathlib import Path
 from ..runflow import errors as E
 from ..comfy import push
 from .cache import ResultCache, cache_key, default_cache_dir
-from ..runflow.client import DEFAULT_RUN_TIMEOUT, Asset, Run, RunflowClient
+from ..runflow.client import DEFAULT_RUN_TIMEOUT, RunflowClient
+from ..runflow.models import Asset, Run
 from .config import Settings, user_dir
 from ..runflow.contract import DEFAULT_API_URL, MODEL_ID, PRICE_PER_RUN_USD
 from .spec import JobSpec
