@@ -255,3 +255,14 @@ def test_turnaround_lines_may_leave_out_angle_and_shot_but_not_the_view():
         parse_pose_list('{"zoom": 3}', fill)
     with pytest.raises(InputError, match="shot 'closeup' is not one of Runflow's values"):
         parse_pose("front view", {"shot": "closeup"})
+
+
+def test_every_peer_control_value_through_its_camera_info_reads_as_its_prompt():
+    # Each whole degree and every 0.1 of zoom the peer's sliders allow, through _build_camera_info's formula
+    # (to_camera_info's angles_to_camera): float noise (15 -> 14.999999999999998) must not cross a threshold.
+    from nodes.core.pose_camera import angles_to_camera
+    controls = ([(h, 0, 5.0) for h in range(361)] + [(0, v, 5.0) for v in range(-30, 61)]
+                + [(0, 0, z / 10) for z in range(101)])
+    wrong = [c for c in controls if parse_pose(angles_to_camera(*c)).pose != Pose(view_of(c[0]), angle_of(c[1]),
+                                                                                  shot_of(c[2]))]
+    assert wrong == []

@@ -316,4 +316,5 @@ def to_camera_info(pose: Pose) -> dict:
 
 
 def to_json(pose: Pose) -> str:
+    """The pose as {"view", "angle", "shot"} JSON (what parse_pose reads back as form json-words)."""
     return json.dumps({"view": pose.view, "angle": pose.angle, "shot": pose.shot})
