@@ -45,3 +45,28 @@ def test_outputs_read_back_as_the_same_pose(view, angle, shot):
 def test_a_stale_combo_value_is_refused_with_the_valid_words():
     with pytest.raises(E.InputError, match="view 'side view' is not one of Runflow's values: front view"):
         RunflowPoseToPrompt().execute("side view", DEFAULT_ANGLE, DEFAULT_SHOT)
+
+
+def test_node_pose_wiring_helper():
+    from nodes.comfy.pose_nodes import node_pose
+    assert node_pose("back view", "elevated shot", "close-up").pose == Pose("back view", "elevated shot", "close-up")
+    reading = node_pose("back view", "elevated shot", "close-up", pose="<sks> left side view")
+    assert reading.pose == Pose("left side view", "elevated shot", "close-up")
+    assert reading.note == "angle, shot from the node's widgets"
+    camera = RunflowPoseToPrompt().execute("front view", "low-angle shot", "wide shot")[1]
+    assert node_pose(DEFAULT_VIEW, DEFAULT_ANGLE, DEFAULT_SHOT, camera_info=camera).pose == Pose(
+        "front view", "low-angle shot", "wide shot")
+    with pytest.raises(E.InputError, match="both pose and camera_info"):
+        node_pose(DEFAULT_VIEW, DEFAULT_ANGLE, DEFAULT_SHOT, pose="back view", camera_info=camera)
+
+
+def test_turnaround_poses_wiring_helper():
+    from nodes.comfy.pose_nodes import turnaround_poses
+    readings = turnaround_poses(["front view", "back view"], "eye-level shot", "wide shot")
+    assert [r.pose.view for r in readings] == ["front view", "back view"]
+    listed = turnaround_poses(list(VIEWS), "eye-level shot", "wide shot",
+                              poses="<sks> back view high-angle shot close-up\nleft side view")
+    assert [r.pose for r in listed] == [Pose("back view", "high-angle shot", "close-up"),
+                                        Pose("left side view", "eye-level shot", "wide shot")]
+    with pytest.raises(E.InputError, match="not one camera"):
+        turnaround_poses(list(VIEWS), "eye-level shot", "wide shot", poses={"position": [0, 0, 1], "target": [0, 0, 0]})
