@@ -23,9 +23,9 @@ def user_dir(tmp_path, monkeypatch):
 def test_sandbox_turnaround_writes_every_view_and_a_sheet(user_dir, capsys):
     out = user_dir / "out"
     assert main(["--sandbox", "--sandbox-seconds", "0.2", "--out", str(out)]) == 0
-    files = sorted(p.name for p in out.glob("sample_*.webp"))
-    assert len(files) == 8 and "sample_right-side-view_eye-level-shot_medium-shot.webp" in files
-    with Image.open(out / "contact_sheet.png") as sheet:
+    files = sorted(p.name for p in (out / "sample").glob("*.webp") if p.name != "turntable.webp")
+    assert len(files) == 8 and "right-side-view_eye-level-shot_medium-shot.webp" in files
+    with Image.open(out / "sample" / "contact_sheet.png") as sheet:
         assert sheet.width > 1000
     err = capsys.readouterr().err
     assert "8 runs × $0.20 = $1.60" in err and "simulated" in err
@@ -41,9 +41,9 @@ def test_views_angle_shot_and_aspect(user_dir, capsys, sample_png_bytes):
     code = main([str(src), "--sandbox", "--sandbox-seconds", "0.1", "--views", "front view, back view",
                  "--angle", "high-angle shot", "--shot", "wide shot", "--aspect-ratio", "16:9", "--out", str(out)])
     assert code == 0
-    names = sorted(p.name for p in out.glob("shoe_*"))
-    assert names == ["shoe_back-view_high-angle-shot_wide-shot.webp", "shoe_front-view_high-angle-shot_wide-shot.webp"]
-    with Image.open(out / names[0]) as im:
+    names = sorted(p.name for p in (out / "shoe").glob("*_*shot.webp"))
+    assert names == ["back-view_high-angle-shot_wide-shot.webp", "front-view_high-angle-shot_wide-shot.webp"]
+    with Image.open(out / "shoe" / names[0]) as im:
         assert im.width / im.height == pytest.approx(16 / 9, rel=0.02)
 
 

@@ -18,6 +18,7 @@ from ..runflow.contract import DEFAULT_API_URL, MODEL_ID, PRICE_PER_RUN_USD
 from ..runflow.models import Run
 from .cache import ResultCache, cache_key, default_cache_dir
 from .callbacks import callback_url
+from .concurrency import AdaptiveLimiter
 from .config import Settings, user_dir
 from .events import ItemEvent, ItemState, Listener, Plan
 from .journal import Journal
@@ -26,6 +27,8 @@ from .sources import Source
 from .spec import JobSpec
 from .spend import Ledger, Receipt, SpendGuard, cost_line, max_runs_per_prompt
 from .timing import DurationEstimate
+
+ResultListener = Callable[[int, "ItemResult"], None]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,9 @@ class Runner:
     def __init__(self, settings: Settings, *, cache: ResultCache | None = None, use_cache: bool = True,
                  max_concurrent: int = 4, on_event: Listener | None = None, client_factory=None,
                  validate: Callable[[bytes], object] | None = None, guard_limit: int | None = None,
-                 prompt_id: str | None = None, session: Session | None = None, ledger: Ledger | None = None):
+                 prompt_id: str | None = None, session: Session | None = None, ledger: Ledger | None = None,
+                 limiter: AdaptiveLimiter | None = None, on_result: ResultListener | None = None,
+                 before_create: Callable[[JobSpec], None] | None = None):
         self.settings = settings
         self.session = session or process_session()
         self.cache = (cache or ResultCache(default_cache_dir())) if use_cache else None
@@ -96,6 +101,18 @@ class Runner:
         self.timeout = run_timeout()
         self.stats = RunnerStats()
         self.api = api_identity(settings)
+        # catalog hooks: an adaptive limit on runs in flight instead of the fixed max_concurrent; each result handed
+        # over as it arrives (then only its metadata is kept, so memory stays flat); a check before every new create
+        self.limiter = limiter
+        self.on_result = on_result
+        self.before_create = before_create
+
+    def _deliver(self, results: list[ItemResult], index: int, result: ItemResult) -> None:
+        if self.on_result is None:
+            results[index] = result
+            return
+        self.on_result(index, result)
+        results[index] = dataclasses.replace(result, data=None, decoded=None)
 
     def keys(self, jobs: list[tuple[Source, JobSpec]]) -> list[str]:
         model = MODEL_ID if self.api == "runflow" else f"{MODEL_ID}@{self.api}"
@@ -129,18 +146,23 @@ class Runner:
                 todo.setdefault(key, []).append(i)  # identical jobs in one call share one run
                 continue
             src, spec = jobs[i]
-            results[i] = await self._from_cache(hit, src, spec)
+            self._deliver(results, i, await self._from_cache(hit, src, spec))
             self.on_event(ItemEvent(i, spec.label, ItemState.CACHED))
         if not todo:
             return results
         self.settings.require_key()
         sem = asyncio.Semaphore(self.max_concurrent)
         async with self.client_factory() as client:
+            if self.limiter is not None:
+                client.http.on_status = self.limiter.observe
+
             async def one(key: str, idxs: list[int]) -> None:
                 src, spec = jobs[idxs[0]]
-                async with sem:
+                async with self.limiter.slot() if self.limiter is not None else sem:
                     try:
                         res = await self._run_one(client, key, src, spec, idxs[0])
+                        if self.limiter is not None:
+                            self.limiter.succeeded()
                     except E.RunflowError as exc:
                         res = ItemResult(spec, error=exc)
                     except Exception as exc:  # noqa: BLE001 - one item's surprise must not tear down its siblings
@@ -149,7 +171,7 @@ class Runner:
                             f"unexpected answer while running {spec.label} ({type(exc).__name__}: {exc}); "
                             "re-queue to try again (a run already created is polled, not paid again)"))
                 for i in idxs:
-                    results[i] = dataclasses.replace(res, spec=jobs[i][1])
+                    self._deliver(results, i, dataclasses.replace(res, spec=jobs[i][1]))
 
             await asyncio.gather(*(one(k, v) for k, v in todo.items()))
             self.stats.uploads += client.stats.uploads
@@ -188,6 +210,8 @@ class Runner:
                 self.journal.drop(key)
                 entry, run = None, None
         if run is None:
+            if self.before_create is not None:
+                self.before_create(spec)  # may refuse (a spend cap): raises before anything is sent
             if entry is None:
                 entry = {"idempotency_key": str(uuid.uuid4()), "created": time.time()}
                 entry["client_ref"] = "comfyui-rfma-" + entry["idempotency_key"]

@@ -128,3 +128,22 @@ class Ledger:
             if since is None or item.time >= since:
                 out.append(item)
         return out
+
+
+class Budget:
+    """A spend cap for one job (the CLI's ``--max-spend``): each new run reserves its price before it is created,
+    so the cap is never crossed; runs already in flight are collected, never abandoned. ``None`` = no cap."""
+
+    def __init__(self, limit_usd: float | None, price: float = PRICE_PER_RUN_USD):
+        self.limit_usd, self.price = limit_usd, price
+        self.reserved_usd = 0.0
+        self.refused = 0
+
+    def reserve(self, what: str = "run") -> None:
+        if self.limit_usd is not None and self.reserved_usd + self.price > self.limit_usd + 1e-9:
+            self.refused += 1
+            raise E.SpendLimitError(
+                f"not created: {what} would take this job over --max-spend {format_usd(self.limit_usd)} "
+                f"({format_usd(self.reserved_usd)} committed); raise --max-spend and run the same command again "
+                "to render the rest (finished renders are not paid again)")
+        self.reserved_usd += self.price

@@ -82,6 +82,7 @@ class Transport:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.stats = Stats()
+        self.on_status: Callable[[int], None] | None = None  # sees every HTTP status (0: network error)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         # trust_env: HTTPS_PROXY / HTTP_PROXY / NO_PROXY are honoured (httpx's default, stated for clarity).
         self._api = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport, limits=limits,
@@ -119,6 +120,8 @@ class Transport:
                     reply = Reply(resp.status_code, await read_capped(resp, limit, what), resp.headers,
                                   resp.reason_phrase)
             except httpx.TransportError as exc:
+                if self.on_status is not None:
+                    self.on_status(0)
                 err = transport_error(exc, where, attempt)
                 # refused/unresolvable: a typo or an outage, not a blip; say so in seconds, not after 5 backoffs
                 tries = min(self.retry.attempts, MAX_CONNECT_ATTEMPTS) if isinstance(err, E.ConnectError) \
@@ -127,6 +130,8 @@ class Transport:
                     raise err from None
                 log.info("Runflow %s %s: %s; retry %d", method, _path(url), type(exc).__name__, attempt)
             else:
+                if self.on_status is not None:
+                    self.on_status(reply.status)
                 if self.retry.should_retry_status(reply.status) and not once and attempt < self.retry.attempts:
                     retry_after = parse_retry_after(reply.headers.get("retry-after"))
                     log.info("Runflow %s %s: HTTP %d; retry %d", method, _path(url), reply.status, attempt)

@@ -1,0 +1,7 @@
+"""python -m nodes.cli"""
+
+import sys
+
+from .job import main
+
+sys.exit(main())

@@ -1,0 +1,215 @@
+"""What a person reviews: OUT/<source>/<view>_<angle>_<shot>.<ext> written as each result arrives, a contact sheet
+and a turntable per source once its poses are in, an index.html overview and a summary (JSON and CSV).
+
+Results are streamed: each image is written and dropped; only one small row per render is kept (for the summary).
+Sheets and turntables are built on a worker thread so the event loop keeps polling.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import html
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..core.runner import ItemResult
+from ..runflow import errors as E
+from ..runflow.contract import VIEWS
+from .args import slug
+from .sources import Entry
+
+log = logging.getLogger(__name__)
+SHEET, TURNTABLE = "contact_sheet.png", "turntable.webp"
+FIELDS = ("source", "input", "pose", "view", "angle", "shot", "file", "run_id", "cost_usd", "status", "error")
+
+
+@dataclass
+class Row:
+    source: str
+    input: str
+    pose: str
+    view: str
+    angle: str
+    shot: str
+    file: str = ""
+    run_id: str = ""
+    cost_usd: float = 0.0
+    status: str = ""  # done | from cache | failed | not created
+    error: str = ""
+
+
+def extension(data: bytes) -> str:
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "bin"
+
+
+def pose_stem(view: str, angle: str, shot: str) -> str:
+    return f"{slug(view)}_{slug(angle)}_{slug(shot)}"
+
+
+def status_of(res: ItemResult) -> str:
+    if res.error is None:
+        return "from cache" if res.from_cache else "done"
+    return "not created" if isinstance(res.error, E.SpendLimitError) else "failed"
+
+
+class Review:
+    """Collects results as they arrive (``add``), then writes the overview (``finish``)."""
+
+    def __init__(self, out: Path, echo=None):
+        self.out = out
+        self.echo = echo or (lambda path: None)
+        self.rows: list[Row] = []
+        self._open: dict[str, list[Row]] = {}  # rows of sources whose poses are not all in yet
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="review")
+        self._pending: list[concurrent.futures.Future] = []
+        self.sources: dict[str, str] = {}  # name -> input, in job order
+
+    def add(self, entry: Entry, pose: tuple[str, str, str], res: ItemResult) -> Row:
+        view, angle, shot = pose
+        row = Row(entry.name, str(entry.path or entry.url), f"{view} · {angle} · {shot}", view, angle, shot,
+                  run_id=str(res.info.get("run_id") or ""), status=status_of(res))
+        if res.data is not None:
+            folder = self.out / entry.name
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{pose_stem(*pose)}.{extension(res.data)}"
+            path.write_bytes(res.data)
+            row.file = path.relative_to(self.out).as_posix()
+            row.cost_usd = 0.0 if res.from_cache else float(res.info.get("cost") or 0.0) or _price()
+            self.echo(path)
+        else:
+            row.error = res.error.message if res.error is not None else "no result"
+        self.rows.append(row)
+        self.sources.setdefault(entry.name, row.input)
+        rows = self._open.setdefault(entry.name, [])
+        rows.append(row)
+        if len(rows) == len(entry.poses):
+            del self._open[entry.name]
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._pool.submit(self._per_source, entry.name, rows))
+        return row
+
+    def _per_source(self, name: str, rows: list[Row]) -> None:
+        try:
+            write_source_review(self.out, name, rows)
+        except Exception:  # noqa: BLE001 - a sheet that cannot be drawn must not lose the renders
+            log.exception("review: could not draw the sheet/turntable of %s", name)
+
+    def finish(self, totals: dict) -> Path:
+        for fut in self._pending:
+            fut.result()
+        self._pool.shutdown(wait=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        order = {name: i for i, name in enumerate(self.sources)}
+        self.rows.sort(key=lambda r: (order[r.source], r.pose))
+        (self.out / "summary.json").write_text(json.dumps({"totals": totals, "renders": [asdict(r) for r in self.rows]},
+                                                          indent=1, ensure_ascii=False))
+        with (self.out / "summary.csv").open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=FIELDS)
+            w.writeheader()
+            w.writerows(asdict(r) for r in self.rows)
+        index = self.out / "index.html"
+        index.write_text(render_index(self.rows, self.sources, totals, self.out), encoding="utf-8")
+        return index
+
+
+def _price() -> float:
+    from ..runflow.contract import PRICE_PER_RUN_USD
+
+    return PRICE_PER_RUN_USD
+
+
+def write_source_review(out: Path, name: str, rows: list[Row]) -> None:
+    """The source's contact sheet (every pose it got) and turntable (the views of its first angle and shot)."""
+    import numpy as np
+    from PIL import Image
+
+    from ..core.sheet import contact_sheet
+
+    done = sorted((r for r in rows if r.file), key=lambda r: (VIEWS.index(r.view), r.angle, r.shot))
+    if not done:
+        return
+    images = []
+    for r in done:
+        with Image.open(out / r.file) as im:
+            images.append(np.asarray(im.convert("RGB")))
+    labels = [r.view if len({(x.angle, x.shot) for x in done}) == 1 else f"{r.view}, {r.angle}, {r.shot}"
+              for r in done]
+    Image.fromarray(contact_sheet(images, labels, cell=320)).save(out / name / SHEET)
+    first = (done[0].angle, done[0].shot)
+    frames = [img for r, img in zip(done, images) if (r.angle, r.shot) == first]
+    if len(frames) > 1:
+        write_turntable(frames, out / name / TURNTABLE)
+
+
+def write_turntable(frames, path: Path, *, size: int = 384, frame_ms: int = 350) -> Path:
+    """An animated, looping WEBP of the frames in view order (a minimal turntable; core/turntable.py, once merged,
+    is the richer one)."""
+    from PIL import Image
+
+    ims = []
+    for pixels in frames:
+        im = Image.fromarray(pixels)
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+        canvas = Image.new("RGB", (size, size), (255, 255, 255))
+        canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
+        ims.append(canvas)
+    ims[0].save(path, format="WEBP", save_all=True, append_images=ims[1:], duration=frame_ms, loop=0, quality=80)
+    return path
+
+
+CSS = """body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
+h1{font-size:20px;margin:0 0 4px}.totals{color:#555;margin-bottom:20px}
+section{background:#fff;border:1px solid #ddd;border-radius:8px;padding:12px 16px;margin-bottom:16px}
+section h2{font-size:16px;margin:0 0 8px;display:flex;gap:12px;align-items:baseline}
+section h2 small{font-weight:normal;color:#777}section h2 a{font-size:13px;font-weight:normal}
+.grid{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:150px}
+figure img{width:150px;height:150px;object-fit:contain;background:#eee;border-radius:4px;display:block}
+figcaption{font-size:11px;color:#555;margin-top:2px;overflow-wrap:anywhere}
+.fail{width:150px;height:150px;background:#fdecea;border:1px solid #e0a39b;border-radius:4px;color:#a12a1c;
+font-size:11px;padding:6px;box-sizing:border-box;overflow:auto}.fail b{display:block;margin-bottom:4px}
+.turntable img{width:150px;height:150px;object-fit:contain;border-radius:4px;background:#eee}
+.bad{color:#a12a1c;font-weight:bold}"""
+
+
+def render_index(rows: list[Row], sources: dict[str, str], totals: dict, out: Path) -> str:
+    e = html.escape
+    by_source: dict[str, list[Row]] = {name: [] for name in sources}
+    for r in rows:
+        by_source[r.source].append(r)
+    failed = sum(1 for r in rows if not r.file)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Runflow catalog: {len(sources)} sources"
+             f"</title><style>{CSS}</style></head><body><h1>Runflow Multi Angles catalog</h1>",
+             f"<div class='totals'>{len(sources)} sources · {len(rows)} renders · "
+             f"{totals.get('created', 0)} runs created · {totals.get('from_cache', 0)} from cache · spent "
+             f"${totals.get('spent_usd', 0):.2f}" + (f" · <span class='bad'>{failed} failed</span>" if failed else "")
+             + " · <a href='summary.csv'>summary.csv</a> · <a href='summary.json'>summary.json</a></div>"]
+    for name, items in by_source.items():
+        bad = sum(1 for r in items if not r.file)
+        links = [f"<a href='{e(name)}/{f}'>{label}</a>" for f, label in ((SHEET, "contact sheet"),
+                 (TURNTABLE, "turntable")) if (out / name / f).exists()]
+        parts.append(f"<section><h2>{e(name)} <small>{e(sources[name])}</small>"
+                     + (f"<span class='bad'>{bad} failed</span>" if bad else "") + " ".join(links) + "</h2>"
+                     "<div class='grid'>")
+        if (out / name / TURNTABLE).exists():
+            parts.append(f"<figure class='turntable'><img src='{e(name)}/{TURNTABLE}' alt='turntable'>"
+                         "<figcaption>turntable</figcaption></figure>")
+        for r in items:
+            caption = e(r.pose) + (f" · {e(r.run_id)}" if r.run_id else "")
+            if r.file:
+                parts.append(f"<figure><a href='{e(r.file)}'><img loading='lazy' src='{e(r.file)}' alt='{e(r.pose)}'>"
+                             f"</a><figcaption>{caption}</figcaption></figure>")
+            else:
+                parts.append(f"<figure><div class='fail'><b>{e(r.status)}</b>{e(r.error)}</div>"
+                             f"<figcaption>{caption}</figcaption></figure>")
+        parts.append("</div></section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

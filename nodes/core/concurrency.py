@@ -1,0 +1,90 @@
+"""Adaptive concurrency: how many runs to keep in flight without tripping Runflow's rate limits.
+
+Additive increase, multiplicative decrease (the way TCP finds a link's capacity): the limit grows by one per clean
+completion until the first throttle (slow start), then by one per ``limit`` clean completions in a row; it halves on a 429/503 storm (at most once per ``cooldown`` seconds, so one
+storm is one back-off, not fifty), and never leaves [``floor``, ``ceiling``]. The runner holds a ``slot()`` for each
+run from create to collected; the transport reports every HTTP status it sees through ``observe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+THROTTLE_STATUSES = frozenset({429, 503})
+
+
+@dataclass
+class LimiterStats:
+    peak_in_flight: int = 0
+    backoffs: int = 0
+    throttled: int = 0  # 429/503 answers seen
+    limit_seconds: float = 0.0  # integral of in-flight runs over time (for the achieved average)
+    busy_seconds: float = 0.0
+
+    @property
+    def average_in_flight(self) -> float:
+        return self.limit_seconds / self.busy_seconds if self.busy_seconds else 0.0
+
+
+class AdaptiveLimiter:
+    """An asyncio semaphore whose size adapts. Use one per event loop."""
+
+    def __init__(self, ceiling: int, *, start: int | None = None, floor: int = 1, grow_after: int = 2,
+                 cooldown: float = 2.0, clock=time.monotonic):
+        self.ceiling = max(1, int(ceiling))
+        self.floor = max(1, min(int(floor), self.ceiling))
+        self.limit = max(self.floor, min(self.ceiling, start if start is not None else max(4, self.ceiling // 2)))
+        self.grow_after, self.cooldown, self.clock = grow_after, cooldown, clock
+        self.in_flight = 0
+        self.stats = LimiterStats()
+        self._clean = 0
+        self._last_backoff = -1e9
+        self._last_tick: float | None = None
+        self._changed = asyncio.Condition()
+
+    def _tick(self) -> None:
+        now = self.clock()
+        if self._last_tick is not None and self.in_flight:
+            self.stats.limit_seconds += self.in_flight * (now - self._last_tick)
+            self.stats.busy_seconds += now - self._last_tick
+        self._last_tick = now
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < self.limit)
+            self._tick()
+            self.in_flight += 1
+            self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._tick()
+                self.in_flight -= 1
+                self._changed.notify_all()
+
+    def observe(self, status: int) -> None:
+        """Every HTTP status the transport sees (0 = a network error): throttles shrink the limit."""
+        if status in THROTTLE_STATUSES:
+            self.stats.throttled += 1
+            self._clean = 0
+            now = self.clock()
+            if now - self._last_backoff >= self.cooldown:
+                self._last_backoff = now
+                self.stats.backoffs += 1
+                self.limit = max(self.floor, self.limit // 2)
+
+    def succeeded(self) -> None:
+        """One run collected cleanly (call it inside its slot). Until the first back-off every clean run adds one
+        (slow start); after it, one per ``limit`` clean runs in a row (additive increase), never within ``cooldown``
+        of a back-off."""
+        self._clean += 1
+        needed = 1 if not self.stats.backoffs else max(self.grow_after, self.limit)
+        if self._clean >= needed and self.clock() - self._last_backoff >= self.cooldown:
+            self._clean = 0
+            self.limit = min(self.ceiling, self.limit + 1)  # waiters see it when the caller's slot is released
