@@ -16,7 +16,6 @@ import asyncio
 import logging
 import os
 import sys
-from pathlib import Path
 
 from ..core.concurrency import AdaptiveLimiter
 from ..core.runner import ItemResult, Runner
@@ -86,6 +85,7 @@ async def run(args: argparse.Namespace) -> int:
     progress = Progress(total, quiet=args.quiet, in_flight=lambda: limiter.in_flight,
                         spent=lambda: runner.stats.spent_usd)
     review = Review(args.out, echo=(lambda path: None) if args.quiet else (lambda path: print(path)))
+    review.expect(entries)
     windows: dict[str, tuple[S.Entry, tuple[str, str, str]]] = {}
 
     def on_result(_index: int, res: ItemResult) -> None:

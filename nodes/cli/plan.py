@@ -52,7 +52,7 @@ async def load(chunk: list[Entry], fmt: str, base: dict, notes) -> Window:
 
     srcs = await asyncio.gather(*(one(e) for e in chunk))
     jobs, meta = [], {}
-    for entry, src in zip(chunk, srcs):
+    for entry, src in zip(chunk, srcs, strict=True):
         for note in src.notes:
             notes(f"{entry.name}: {note}")
         for pose in entry.poses:

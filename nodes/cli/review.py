@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..core.runner import ItemResult
 from ..runflow import errors as E
-from ..runflow.contract import VIEWS
+from ..runflow.contract import ANGLES, SHOTS, VIEWS
 from .args import slug
 from .sources import Entry
 
@@ -73,6 +73,10 @@ class Review:
         self._pending: list[concurrent.futures.Future] = []
         self.sources: dict[str, str] = {}  # name -> input, in job order
 
+    def expect(self, entries: list[Entry]) -> None:
+        """The job's sources, in job order (the overview and summary follow it, not the order results arrive in)."""
+        self.sources = {e.name: str(e.path or e.url) for e in entries}
+
     def add(self, entry: Entry, pose: tuple[str, str, str], res: ItemResult) -> Row:
         view, angle, shot = pose
         row = Row(entry.name, str(entry.path or entry.url), f"{view} · {angle} · {shot}", view, angle, shot,
@@ -109,7 +113,7 @@ class Review:
         self._pool.shutdown(wait=True)
         self.out.mkdir(parents=True, exist_ok=True)
         order = {name: i for i, name in enumerate(self.sources)}
-        self.rows.sort(key=lambda r: (order[r.source], r.pose))
+        self.rows.sort(key=lambda r: (order[r.source], VIEWS.index(r.view), ANGLES.index(r.angle), SHOTS.index(r.shot)))
         (self.out / "summary.json").write_text(json.dumps({"totals": totals, "renders": [asdict(r) for r in self.rows]},
                                                           indent=1, ensure_ascii=False))
         with (self.out / "summary.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -145,7 +149,7 @@ def write_source_review(out: Path, name: str, rows: list[Row]) -> None:
               for r in done]
     Image.fromarray(contact_sheet(images, labels, cell=320)).save(out / name / SHEET)
     first = (done[0].angle, done[0].shot)
-    frames = [img for r, img in zip(done, images) if (r.angle, r.shot) == first]
+    frames = [img for r, img in zip(done, images, strict=True) if (r.angle, r.shot) == first]
     if len(frames) > 1:
         write_turntable(frames, out / name / TURNTABLE)
 

@@ -1,8 +1,9 @@
 """Adaptive concurrency: how many runs to keep in flight without tripping Runflow's rate limits.
 
 Additive increase, multiplicative decrease (the way TCP finds a link's capacity): the limit grows by one per clean
-completion until the first throttle (slow start), then by one per ``limit`` clean completions in a row; it halves on a 429/503 storm (at most once per ``cooldown`` seconds, so one
-storm is one back-off, not fifty), and never leaves [``floor``, ``ceiling``]. The runner holds a ``slot()`` for each
+completion until the first throttle (slow start), then by one per ``limit`` clean completions in a row; it halves
+on a 429/503 storm (at most once per ``cooldown`` seconds, so one storm is one back-off, not fifty), and never
+leaves [``floor``, ``ceiling``]. The runner holds a ``slot()`` for each
 run from create to collected; the transport reports every HTTP status it sees through ``observe``.
 """
 
