@@ -28,7 +28,13 @@ from .progress import Progress
 from .review import Review
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2, 64
-WINDOWS_IN_FLIGHT = 2  # windows of sources loaded at once: one running, the next filling the gaps of its tail
+WINDOWS_IN_FLIGHT = 2
+RETRY_PASSES, RETRY_PAUSE = 2, 5.0  # renders that failed on a transient error (a long 429/5xx storm) get 2 more tries
+
+
+def transient(error: E.RunflowError | None) -> bool:
+    """Worth another try in this job: the network or the API was unwell. Not a failed run, bad input or the cap."""
+    return error is not None and error.retryable and not isinstance(error, (E.RunFailed, E.SpendLimitError))  # windows of sources loaded at once: one running, the next filling the gaps of its tail
 
 
 def entries_of(args: argparse.Namespace, warn) -> list[S.Entry]:
@@ -88,8 +94,16 @@ async def run(args: argparse.Namespace) -> int:
     review.expect(entries)
     windows: dict[str, tuple[S.Entry, tuple[str, str, str]]] = {}
 
+    retry: set[str] = set()
+    tries: dict[str, int] = {}
+
     def on_result(_index: int, res: ItemResult) -> None:
-        entry, pose = windows.pop(res.spec.label)
+        label = res.spec.label
+        if transient(res.error) and tries.get(label, 0) < RETRY_PASSES:
+            retry.add(label)  # a storm outlasted the transport's retries: once more after a pause (journal: no dup)
+            return
+        entry, pose = windows.pop(label)
+        tries.pop(label, None)
         review.add(entry, pose, res)
         progress.result(res.error is None, fresh=res.error is None and not res.from_cache)
 
@@ -100,7 +114,15 @@ async def run(args: argparse.Namespace) -> int:
         async with gate:
             window = await P.load(chunk, args.format, base, notes)
             windows.update(window.meta)
-            await runner.run(window.jobs)
+            jobs = window.jobs
+            while jobs:
+                await runner.run(jobs)
+                jobs = [job for job in jobs if job[1].label in retry]
+                for _, spec in jobs:
+                    retry.discard(spec.label)
+                    tries[spec.label] = tries.get(spec.label, 0) + 1
+                if jobs:
+                    await asyncio.sleep(RETRY_PAUSE)
 
     if not args.quiet:
         progress.say(f"plan: {len(entries)} sources × poses = {total} renders; up to {max_concurrent} runs in flight"

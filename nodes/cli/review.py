@@ -23,6 +23,7 @@ from .sources import Entry
 
 log = logging.getLogger(__name__)
 SHEET, TURNTABLE = "contact_sheet.png", "turntable.webp"
+CELL = 256  # px per image in sheets and turntables
 FIELDS = ("source", "input", "pose", "view", "angle", "shot", "file", "run_id", "cost_usd", "status", "error")
 
 
@@ -144,17 +145,19 @@ def write_source_review(out: Path, name: str, rows: list[Row]) -> None:
     images = []
     for r in done:
         with Image.open(out / r.file) as im:
-            images.append(np.asarray(im.convert("RGB")))
+            im = im.convert("RGB")
+            factor = max(1, min(im.size) // CELL)
+            images.append(np.asarray(im.reduce(factor) if factor > 1 else im))  # box-reduce first: cheap
     labels = [r.view if len({(x.angle, x.shot) for x in done}) == 1 else f"{r.view}, {r.angle}, {r.shot}"
               for r in done]
-    Image.fromarray(contact_sheet(images, labels, cell=320)).save(out / name / SHEET)
+    Image.fromarray(contact_sheet(images, labels, cell=CELL)).save(out / name / SHEET)
     first = (done[0].angle, done[0].shot)
     frames = [img for r, img in zip(done, images, strict=True) if (r.angle, r.shot) == first]
     if len(frames) > 1:
         write_turntable(frames, out / name / TURNTABLE)
 
 
-def write_turntable(frames, path: Path, *, size: int = 384, frame_ms: int = 350) -> Path:
+def write_turntable(frames, path: Path, *, size: int = CELL, frame_ms: int = 350) -> Path:
     """An animated, looping WEBP of the frames in view order (a minimal turntable; core/turntable.py, once merged,
     is the richer one)."""
     from PIL import Image
@@ -166,7 +169,8 @@ def write_turntable(frames, path: Path, *, size: int = 384, frame_ms: int = 350)
         canvas = Image.new("RGB", (size, size), (255, 255, 255))
         canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
         ims.append(canvas)
-    ims[0].save(path, format="WEBP", save_all=True, append_images=ims[1:], duration=frame_ms, loop=0, quality=80)
+    ims[0].save(path, format="WEBP", save_all=True, append_images=ims[1:], duration=frame_ms, loop=0, quality=75,
+                method=0)
     return path
 
 

@@ -153,7 +153,7 @@ class RunsMixin:
         started = time.perf_counter()
         try:
             data = self._fetch_input(rs.fields["image_url"])
-            result = render_pose(data, rs.fields)
+            result = render_pose(data, rs.fields, self.render_long_side)
             ms = int((time.perf_counter() - started) * 1000)
             with self._lock:
                 a = self._new_asset("output.webp", result.mime_type, len(result.data), "run_output")
