@@ -175,7 +175,8 @@ def main() -> int:
               f"exit {full['exit']}, {summary['done']} done, {summary['failed']} failed")
         print(f"  wall ÷ ideal ({total} × {args.run_seconds:g} s ÷ {args.org_concurrency}) = "
               f"{full['wall']:.1f} ÷ {ideal:.1f} = {full['wall'] / ideal:.2f}")
-        print(f"  runs/minute: {total / full['wall'] * 60:.0f} (ceiling {args.org_concurrency / args.run_seconds * 60:.0f})")
+        ceiling = args.org_concurrency / args.run_seconds * 60
+        print(f"  runs/minute: {total / full['wall'] * 60:.0f} (ceiling {ceiling:.0f})")
         print(f"  achieved concurrency: {total * args.run_seconds / full['wall']:.1f} of {args.org_concurrency}; "
               f"client peak in flight {summary['peak_in_flight']}, back-offs {summary['backoffs']}")
         print(f"  uploads: {summary['uploads']} for {args.sources} sources")

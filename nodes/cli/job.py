@@ -28,13 +28,13 @@ from .progress import Progress
 from .review import Review
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2, 64
-WINDOWS_IN_FLIGHT = 2
+WINDOWS_IN_FLIGHT = 2  # windows of sources loaded at once: one running, the next filling the gaps of its tail
 RETRY_PASSES, RETRY_PAUSE = 2, 5.0  # renders that failed on a transient error (a long 429/5xx storm) get 2 more tries
 
 
 def transient(error: E.RunflowError | None) -> bool:
     """Worth another try in this job: the network or the API was unwell. Not a failed run, bad input or the cap."""
-    return error is not None and error.retryable and not isinstance(error, (E.RunFailed, E.SpendLimitError))  # windows of sources loaded at once: one running, the next filling the gaps of its tail
+    return error is not None and error.retryable and not isinstance(error, E.RunFailed | E.SpendLimitError)
 
 
 def entries_of(args: argparse.Namespace, warn) -> list[S.Entry]:
@@ -157,7 +157,8 @@ def report(review: Review, runner: Runner, limiter: AdaptiveLimiter, budget: Bud
         print(index)
     simulated = " (sandbox: simulated, nothing billed)" if os.environ.get("RUNFLOW_SANDBOX") else ""
     adopted = f" · {stats.resumed} adopted from an earlier run (not paid again)" if stats.resumed else ""
-    print(f"{len(ok)} of {len(rows)} renders in {args.out}/ · {cost_line(stats.created, stats.cache_hits)}{adopted} · "
+    billed = sum(1 for r in rows if r.status == "done")  # failed runs are not billed
+    print(f"{len(ok)} of {len(rows)} renders in {args.out}/ · {cost_line(billed, stats.cache_hits)}{adopted} · "
           f"spent ${stats.spent_usd:.2f}{simulated}", file=sys.stderr)
     for r in failed[:20]:
         print(f"error: {r.source} {r.pose}: {r.error}", file=sys.stderr)

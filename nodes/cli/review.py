@@ -52,6 +52,13 @@ def extension(data: bytes) -> str:
     return "bin"
 
 
+def error_text(error: E.RunflowError | None) -> str:
+    """What a tile and the summary say: Runflow's failure code and message for a failed run, else our message."""
+    if isinstance(error, E.RunFailed) and (error.failure_code or error.failure_message):
+        return f"{error.failure_code or 'failed'}: {error.failure_message or 'no message'}"
+    return error.message if error is not None else "no result"
+
+
 def pose_stem(view: str, angle: str, shot: str) -> str:
     return f"{slug(view)}_{slug(angle)}_{slug(shot)}"
 
@@ -81,7 +88,7 @@ class Review:
     def add(self, entry: Entry, pose: tuple[str, str, str], res: ItemResult) -> Row:
         view, angle, shot = pose
         row = Row(entry.name, str(entry.path or entry.url), f"{view} · {angle} · {shot}", view, angle, shot,
-                  run_id=str(res.info.get("run_id") or ""), status=status_of(res))
+                  run_id=str(res.info.get("run_id") or getattr(res.error, "run_id", None) or ""), status=status_of(res))
         if res.data is not None:
             folder = self.out / entry.name
             folder.mkdir(parents=True, exist_ok=True)
@@ -91,7 +98,7 @@ class Review:
             row.cost_usd = 0.0 if res.from_cache else float(res.info.get("cost") or 0.0) or _price()
             self.echo(path)
         else:
-            row.error = res.error.message if res.error is not None else "no result"
+            row.error = error_text(res.error)
         self.rows.append(row)
         self.sources.setdefault(entry.name, row.input)
         rows = self._open.setdefault(entry.name, [])
@@ -179,13 +186,17 @@ h1{font-size:20px;margin:0 0 4px}.totals{color:#555;margin-bottom:20px}
 section{background:#fff;border:1px solid #ddd;border-radius:8px;padding:12px 16px;margin-bottom:16px}
 section h2{font-size:16px;margin:0 0 8px;display:flex;gap:12px;align-items:baseline}
 section h2 small{font-weight:normal;color:#777}section h2 a{font-size:13px;font-weight:normal}
-.grid{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:150px}
-figure img{width:150px;height:150px;object-fit:contain;background:#eee;border-radius:4px;display:block}
+.grid{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:120px}
+figure img{width:120px;height:120px;object-fit:contain;background:#eee;border-radius:4px;display:block}
 figcaption{font-size:11px;color:#555;margin-top:2px;overflow-wrap:anywhere}
-.fail{width:150px;height:150px;background:#fdecea;border:1px solid #e0a39b;border-radius:4px;color:#a12a1c;
-font-size:11px;padding:6px;box-sizing:border-box;overflow:auto}.fail b{display:block;margin-bottom:4px}
-.turntable img{width:150px;height:150px;object-fit:contain;border-radius:4px;background:#eee}
+.fail{width:120px;height:120px;background:#fdecea;border:1px solid #e0a39b;border-radius:4px;color:#a12a1c;
+font-size:10px;padding:5px;box-sizing:border-box;overflow:auto;overflow-wrap:anywhere}.fail b{display:block;margin-bottom:3px;font-size:11px}
+.turntable img{outline:2px solid #3b6fd8;outline-offset:-2px}.turntable figcaption{color:#3b6fd8;font-weight:bold}
 .bad{color:#a12a1c;font-weight:bold}"""
+
+
+def _short(view: str) -> str:
+    return view.removesuffix(" view")
 
 
 def render_index(rows: list[Row], sources: dict[str, str], totals: dict, out: Path) -> str:
@@ -209,14 +220,16 @@ def render_index(rows: list[Row], sources: dict[str, str], totals: dict, out: Pa
                      "<div class='grid'>")
         if (out / name / TURNTABLE).exists():
             parts.append(f"<figure class='turntable'><img src='{e(name)}/{TURNTABLE}' alt='turntable'>"
-                         "<figcaption>turntable</figcaption></figure>")
+                         "<figcaption>turntable ⟳</figcaption></figure>")
+        varied = len({(r.angle, r.shot) for r in items}) > 1
         for r in items:
-            caption = e(r.pose) + (f" · {e(r.run_id)}" if r.run_id else "")
+            caption = e(_short(r.view) + (f", {r.angle}, {r.shot}" if varied else ""))
+            tip = e(r.pose + (f" · run {r.run_id}" if r.run_id else "") + (f" · {r.error}" if r.error else ""))
             if r.file:
-                parts.append(f"<figure><a href='{e(r.file)}'><img loading='lazy' src='{e(r.file)}' alt='{e(r.pose)}'>"
-                             f"</a><figcaption>{caption}</figcaption></figure>")
+                parts.append(f"<figure title='{tip}'><a href='{e(r.file)}'><img loading='lazy' src='{e(r.file)}' "
+                             f"alt='{e(r.pose)}'></a><figcaption>{caption}</figcaption></figure>")
             else:
-                parts.append(f"<figure><div class='fail'><b>{e(r.status)}</b>{e(r.error)}</div>"
+                parts.append(f"<figure title='{tip}'><div class='fail'><b>✗ {e(r.status)}</b>{e(r.error)}</div>"
                              f"<figcaption>{caption}</figcaption></figure>")
         parts.append("</div></section>")
     parts.append("</body></html>")
