@@ -105,7 +105,8 @@ def run_job(sb: Sandbox, chaos: Chaos, cmd: list[str], env: dict, total: int, *,
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(timeout=10)
     chaos.arm()
-    return {"wall": wall, "rss_mib": usage.ru_maxrss / 1024, "exit": proc.returncode, "killed": killed,
+    return {"wall": wall, "rss_mib": usage.ru_maxrss / 1024, "cpu": usage.ru_utime + usage.ru_stime,
+            "exit": proc.returncode, "killed": killed,
             "created": sb.created_runs - start_created, "stderr": b"".join(stderr).decode(errors="replace")}
 
 
@@ -165,7 +166,7 @@ def main() -> int:
             sb.reset()
             small = run_job(sb, chaos, cli(tmp / "out-small", "--manifest", str(manifest)), env("small"), args.small)
             print(f"small job: {args.small} runs in {small['wall']:.1f} s, exit {small['exit']}, "
-                  f"peak RSS {small['rss_mib']:.1f} MiB")
+                  f"peak RSS {small['rss_mib']:.1f} MiB, CLI CPU {small['cpu']:.1f} s")
 
         sb.reset()
         full = run_job(sb, chaos, cli(tmp / "out-full", str(tmp / "products")), env("full"), total)
@@ -179,7 +180,8 @@ def main() -> int:
         print(f"  runs/minute: {total / full['wall'] * 60:.0f} (ceiling {ceiling:.0f})")
         print(f"  achieved concurrency: {total * args.run_seconds / full['wall']:.1f} of {args.org_concurrency}; "
               f"client peak in flight {summary['peak_in_flight']}, back-offs {summary['backoffs']}")
-        print(f"  uploads: {summary['uploads']} for {args.sources} sources")
+        print(f"  uploads: {summary['uploads']} for {args.sources} sources; CLI CPU {full['cpu']:.1f} s "
+              f"({full['cpu'] / total * 1000:.0f} ms per render, decode check + files + sheets included)")
         if small:
             ratio = full["rss_mib"] / small["rss_mib"]
             print(f"  peak RSS: {small['rss_mib']:.1f} MiB at {args.small} runs, {full['rss_mib']:.1f} MiB at {total} "

@@ -19,6 +19,7 @@ from ..runflow.contract import PRICE_PER_RUN_USD
 from .review import pose_stem
 from .sources import Entry
 
+LOADS_AT_ONCE = 2  # sources decoded + encoded at once: each holds a few copies of its pixels while it works
 DEFAULT_RUN_SECONDS = 20.0  # a first guess of one run's time when none was measured yet on this machine
 
 
@@ -45,10 +46,13 @@ def window_size(asked: int, entries: list[Entry], max_concurrent: int) -> int:
 
 async def load(chunk: list[Entry], fmt: str, base: dict, notes) -> Window:
     """Sources of one window (encoded off the event loop), and one job per pose."""
+    gate = asyncio.Semaphore(LOADS_AT_ONCE)
+
     async def one(entry: Entry) -> Source:
         if entry.url:
             return core_sources.from_url(entry.name, entry.url)
-        return await asyncio.to_thread(core_sources.from_file, entry.path, fmt)
+        async with gate:
+            return await asyncio.to_thread(core_sources.from_file, entry.path, fmt)
 
     srcs = await asyncio.gather(*(one(e) for e in chunk))
     jobs, meta = [], {}

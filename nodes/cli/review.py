@@ -190,7 +190,8 @@ section h2 small{font-weight:normal;color:#777}section h2 a{font-size:13px;font-
 figure img{width:120px;height:120px;object-fit:contain;background:#eee;border-radius:4px;display:block}
 figcaption{font-size:11px;color:#555;margin-top:2px;overflow-wrap:anywhere}
 .fail{width:120px;height:120px;background:#fdecea;border:1px solid #e0a39b;border-radius:4px;color:#a12a1c;
-font-size:10px;padding:5px;box-sizing:border-box;overflow:auto;overflow-wrap:anywhere}.fail b{display:block;margin-bottom:3px;font-size:11px}
+font-size:10px;padding:5px;box-sizing:border-box;overflow:auto;overflow-wrap:anywhere}
+.fail b{display:block;margin-bottom:3px;font-size:11px}
 .turntable img{outline:2px solid #3b6fd8;outline-offset:-2px}.turntable figcaption{color:#3b6fd8;font-weight:bold}
 .bad{color:#a12a1c;font-weight:bold}"""
 

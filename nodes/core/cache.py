@@ -99,6 +99,11 @@ class ResultCache:
     def __init__(self, root: Path | str | None = None, max_bytes: int | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
         self.max_bytes = default_max_bytes() if max_bytes is None else int(max_bytes)
+        # bytes on disk at the last full scan, and written by this object since: a put rescans the folder only when
+        # the cap may be near or after 1/16 of the cap was written (other processes write too), not on every put;
+        # a scan per put made a catalog of N renders cost O(N²) stats, on the event loop
+        self._scanned: int | None = None
+        self._since_scan = 0
 
     def __repr__(self) -> str:
         return f"ResultCache({str(self.root)!r}, max_bytes={self.max_bytes})"
@@ -153,7 +158,10 @@ class ResultCache:
         except OSError as e:  # disk full, read-only, Windows sharing violation: the caller still has the result
             log.warning("result cache: could not store %s\u2026 (%s)", key[:12], e)
             return False
-        self.evict()
+        self._since_scan += len(line) + len(data)
+        if self._scanned is None or self._scanned + self._since_scan > self.max_bytes \
+                or self._since_scan > self.max_bytes // 16:
+            self.evict()
         return True
 
     def evict(self) -> int:
@@ -167,6 +175,7 @@ class ResultCache:
             self._remove(key)
             total -= size
             removed += 1
+        self._scanned, self._since_scan = total, 0
         return removed
 
     def clear(self) -> int:
