@@ -287,7 +287,7 @@ def test_concurrent_processes(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for i in (1, 2)]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=False):
         assert p.returncode == 0, err
         assert int(out) > 0
     stats = ResultCache(tmp_path / "cache", max_bytes=300_000).stats()

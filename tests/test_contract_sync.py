@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nodes.runflow.contract import ANGLES, ASPECT_RATIOS, SHOTS, VIEWS
 from nodes.comfy.nodes import NODE_CLASS_MAPPINGS
+from nodes.runflow.contract import ANGLES, ASPECT_RATIOS, SHOTS, VIEWS
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_PAGE = ROOT.parent / "shared" / "reference" / "multi-angles-model-page.txt"
