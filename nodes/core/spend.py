@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,14 +25,21 @@ ENV_MAX_RUNS = "RUNFLOW_MAX_RUNS_PER_PROMPT"
 DEFAULT_MAX_RUNS = 32  # $6.40: above this a prompt is far more likely a mistake (a huge batch) than intended
 
 
+def format_usd(usd: float) -> str:
+    """'$0.20', '$1.60', '$0.035': two decimals, more (up to four) only when the amount needs them."""
+    units = round(usd * 10000)  # hundredths of a cent, so 8 x 0.20 is exactly 1.60
+    text = re.sub(r"0{1,2}$", "", f"{abs(units) / 10000:.4f}")  # keep at least two decimals
+    return f"{'-' if units < 0 else ''}${text}"
+
+
 def cost_line(runs: int, cached: int = 0, price: float = PRICE_PER_RUN_USD) -> str:
-    """What ``runs`` new runs cost, with cache hits named.
+    """What ``runs`` new runs cost, with cache hits named (web/pose_math.js costLine says the same).
 
     ``runs`` counts billable runs only; ``cached`` counts results served from the cache. Examples:
     '1 run × $0.20 = $0.20', '5 runs × $0.20 = $1.00 (3 from cache: $0.00)'.
     """
-    text = f"{runs} run{'s' if runs != 1 else ''} × ${price:.2f} = ${runs * price:.2f}"
-    return text + (f" ({cached} from cache: $0.00)" if cached else "")
+    text = f"{runs} run{'s' if runs != 1 else ''} × {format_usd(price)} = {format_usd(runs * price)}"
+    return text + (f" ({cached} from cache: {format_usd(0)})" if cached else "")
 
 
 def max_runs_per_prompt() -> int:
