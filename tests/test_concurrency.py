@@ -1,4 +1,5 @@
-"""The adaptive limit on runs in flight: slow start, a storm halves it once per cooldown, a stray 429 does not."""
+"""Catalog units: the adaptive limit on runs in flight (slow start, a storm halves it once per cooldown, a stray 429
+does not) and the progress line (live on a terminal, sparse plain lines otherwise, silent with -q)."""
 
 import asyncio
 
@@ -61,3 +62,35 @@ def test_slots_never_exceed_the_limit():
         return peak, lim.stats.peak_in_flight
 
     assert asyncio.run(main()) == (3, 3)
+
+
+def test_progress_is_one_live_line_on_a_terminal_and_sparse_plain_lines_otherwise():
+    import io
+
+    from nodes.cli.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    clock = Clock()
+    live = Tty()
+    p = Progress(4, stream=live, in_flight=lambda: 2, spent=lambda: 0.4, clock=clock)
+    clock.t = 30.0
+    p.result(True, fresh=True)
+    p.result(False, fresh=False)
+    text = live.getvalue()
+    assert "\n" not in text and text.count("\r") == 2  # rewritten in place
+    assert "2/4 done, 1 failed · 2 in flight · 2 runs/min · ETA 30 s · spent $0.40" in text
+    p.close()
+    assert live.getvalue().endswith("\n")
+
+    plain = io.StringIO()
+    p = Progress(3, stream=plain, clock=clock)
+    for _ in range(3):
+        p.result(True, fresh=True)  # same instant: the first line, then only the last one
+    lines = plain.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in plain.getvalue() and "3/3 done" in lines[-1]
+    quiet = io.StringIO()
+    Progress(1, quiet=True, stream=quiet).result(True, fresh=True)
+    assert quiet.getvalue() == ""
