@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -73,6 +74,7 @@ def run_job(sb: Sandbox, chaos: Chaos, cmd: list[str], env: dict, total: int, *,
     """Run the CLI to the end (or SIGKILL it once ``kill_at`` × total runs exist); its wall time and peak RSS."""
     chaos.arm()
     start_created = sb.created_runs
+    me = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr: list[bytes] = []
@@ -105,7 +107,10 @@ def run_job(sb: Sandbox, chaos: Chaos, cmd: list[str], env: dict, total: int, *,
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(timeout=10)
     chaos.arm()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    sandbox_cpu = after.ru_utime + after.ru_stime - me.ru_utime - me.ru_stime
     return {"wall": wall, "rss_mib": usage.ru_maxrss / 1024, "cpu": usage.ru_utime + usage.ru_stime,
+            "sandbox_cpu": sandbox_cpu,
             "exit": proc.returncode, "killed": killed,
             "created": sb.created_runs - start_created, "stderr": b"".join(stderr).decode(errors="replace")}
 
@@ -179,7 +184,10 @@ def main() -> int:
         ceiling = args.org_concurrency / args.run_seconds * 60
         print(f"  runs/minute: {total / full['wall'] * 60:.0f} (ceiling {ceiling:.0f})")
         print(f"  achieved concurrency: {total * args.run_seconds / full['wall']:.1f} of {args.org_concurrency}; "
-              f"client peak in flight {summary['peak_in_flight']}, back-offs {summary['backoffs']}")
+              f"client in flight: mean {summary.get('mean_in_flight')}, peak {summary['peak_in_flight']}; "
+              f"back-offs {summary['backoffs']}")
+        print(f"  CPU: sandbox (this process) {full['sandbox_cpu']:.1f} s, CLI {full['cpu']:.1f} s, over "
+              f"{full['wall']:.1f} s of wall on {os.cpu_count()} shared cores (load average {os.getloadavg()[0]:.1f})")
         print(f"  uploads: {summary['uploads']} for {args.sources} sources; CLI CPU {full['cpu']:.1f} s "
               f"({full['cpu'] / total * 1000:.0f} ms per render, decode check + files + sheets included)")
         if small:

@@ -151,7 +151,8 @@ def report(review: Review, runner: Runner, limiter: AdaptiveLimiter, budget: Bud
     totals = {"renders": len(rows), "done": len(ok), "failed": len(failed), "created": stats.created,
               "adopted": stats.resumed, "from_cache": stats.cache_hits, "uploads": stats.uploads,
               "spent_usd": round(stats.spent_usd, 2), "not_created_max_spend": budget.refused,
-              "peak_in_flight": limiter.stats.peak_in_flight, "backoffs": limiter.stats.backoffs}
+              "peak_in_flight": limiter.stats.peak_in_flight,
+              "mean_in_flight": round(limiter.stats.average_in_flight, 1), "backoffs": limiter.stats.backoffs}
     index = review.finish(totals)
     if not args.quiet:
         print(index)
