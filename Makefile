@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU build; ComfyUI users already have torch, so requirements.txt never lists it
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint test-python test-web validate test-comfyui bench soak clean
+.PHONY: demo test lint test-python test-web validate test-comfyui bench soak catalog clean
 
 $(VENV)/.ready: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench: $(VENV)/.ready
 
 soak: $(VENV)/.ready
 	$(PY) bench/soak.py
+
+catalog: $(VENV)/.ready
+	$(PY) bench/catalog.py
 
 clean:
 	rm -rf $(VENV) .venv-comfycli runflow_out .pytest_cache

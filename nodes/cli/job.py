@@ -144,7 +144,7 @@ async def _tick(progress: Progress) -> None:
 
 
 def report(review: Review, runner: Runner, limiter: AdaptiveLimiter, budget: Budget, args) -> int:
-    rows = review.rows
+    rows = review.rows()
     ok = [r for r in rows if r.file]
     failed = [r for r in rows if not r.file]
     stats = runner.stats
@@ -153,7 +153,7 @@ def report(review: Review, runner: Runner, limiter: AdaptiveLimiter, budget: Bud
               "spent_usd": round(stats.spent_usd, 2), "not_created_max_spend": budget.refused,
               "peak_in_flight": limiter.stats.peak_in_flight,
               "mean_in_flight": round(limiter.stats.average_in_flight, 1), "backoffs": limiter.stats.backoffs}
-    index = review.finish(totals)
+    index = review.finish(rows, totals)
     if not args.quiet:
         print(index)
     simulated = " (sandbox: simulated, nothing billed)" if os.environ.get("RUNFLOW_SANDBOX") else ""

@@ -1,7 +1,8 @@
 """What a person reviews: OUT/<source>/<view>_<angle>_<shot>.<ext> written as each result arrives, a contact sheet
 and a turntable per source once its poses are in, an index.html overview and a summary (JSON and CSV).
 
-Results are streamed: each image is written and dropped; only one small row per render is kept (for the summary).
+Results are streamed: each image is written and dropped; its summary row goes to a log on disk, read back once at the
+end, so nothing grows in memory with the number of renders.
 Sheets and turntables are built on a worker thread so the event loop keeps polling.
 """
 
@@ -23,6 +24,7 @@ from .sources import Entry
 
 log = logging.getLogger(__name__)
 SHEET, TURNTABLE = "contact_sheet.png", "turntable.webp"
+ROWS_LOG = ".rows.jsonl"
 CELL = 256  # px per image in sheets and turntables
 FIELDS = ("source", "input", "pose", "view", "angle", "shot", "file", "run_id", "cost_usd", "status", "error")
 
@@ -75,7 +77,7 @@ class Review:
     def __init__(self, out: Path, echo=None):
         self.out = out
         self.echo = echo or (lambda path: None)
-        self.rows: list[Row] = []
+        self._log = None  # OUT/.rows.jsonl: one line per render, read back once at the end (not kept in memory)
         self._open: dict[str, list[Row]] = {}  # rows of sources whose poses are not all in yet
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="review")
         self._pending: list[concurrent.futures.Future] = []
@@ -99,7 +101,10 @@ class Review:
             self.echo(path)
         else:
             row.error = error_text(res.error)
-        self.rows.append(row)
+        if self._log is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._log = (self.out / ROWS_LOG).open("w", encoding="utf-8")
+        self._log.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
         self.sources.setdefault(entry.name, row.input)
         rows = self._open.setdefault(entry.name, [])
         rows.append(row)
@@ -115,21 +120,31 @@ class Review:
         except Exception:  # noqa: BLE001 - a sheet that cannot be drawn must not lose the renders
             log.exception("review: could not draw the sheet/turntable of %s", name)
 
-    def finish(self, totals: dict) -> Path:
+    def rows(self) -> list[Row]:
+        """Every render's row, in job order (read back from the rows log: during the job they live on disk)."""
+        if self._log is None:
+            return []
+        self._log.close()
+        with (self.out / ROWS_LOG).open(encoding="utf-8") as fh:
+            rows = [Row(**json.loads(line)) for line in fh if line.strip()]
+        order = {name: i for i, name in enumerate(self.sources)}
+        rows.sort(key=lambda r: (order[r.source], VIEWS.index(r.view), ANGLES.index(r.angle), SHOTS.index(r.shot)))
+        return rows
+
+    def finish(self, rows: list[Row], totals: dict) -> Path:
         for fut in self._pending:
             fut.result()
         self._pool.shutdown(wait=True)
         self.out.mkdir(parents=True, exist_ok=True)
-        order = {name: i for i, name in enumerate(self.sources)}
-        self.rows.sort(key=lambda r: (order[r.source], VIEWS.index(r.view), ANGLES.index(r.angle), SHOTS.index(r.shot)))
-        (self.out / "summary.json").write_text(json.dumps({"totals": totals, "renders": [asdict(r) for r in self.rows]},
-                                                          indent=1, ensure_ascii=False))
+        with (self.out / "summary.json").open("w", encoding="utf-8") as fh:
+            json.dump({"totals": totals, "renders": [asdict(r) for r in rows]}, fh, indent=1, ensure_ascii=False)
         with (self.out / "summary.csv").open("w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=FIELDS)
             w.writeheader()
-            w.writerows(asdict(r) for r in self.rows)
+            w.writerows(asdict(r) for r in rows)
         index = self.out / "index.html"
-        index.write_text(render_index(self.rows, self.sources, totals, self.out), encoding="utf-8")
+        index.write_text(render_index(rows, self.sources, totals, self.out), encoding="utf-8")
+        (self.out / ROWS_LOG).unlink(missing_ok=True)
         return index
 
 
