@@ -82,12 +82,17 @@ def run_job(sb: Sandbox, chaos: Chaos, cmd: list[str], env: dict, total: int, *,
     reader.start()
     killed = stormed = False
     reaped = None
+    marks: dict = {}  # the child's peak RSS (VmHWM) when 100, 250, 500 … runs had been created
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # not poll(): wait4 also gives the child's peak RSS
         if pid:
             reaped = (status, usage)
             break
         made = sb.created_runs - start_created
+        hwm = _peak_rss_mib(proc.pid)
+        if hwm is not None:
+            marks.update({m: hwm for m in MARKS if made >= m and m not in marks})
+            marks["last"] = hwm
         if storm_at is not None and not stormed and made >= storm_at * total:
             chaos.storm()
             stormed = True
@@ -111,8 +116,22 @@ def run_job(sb: Sandbox, chaos: Chaos, cmd: list[str], env: dict, total: int, *,
     sandbox_cpu = after.ru_utime + after.ru_stime - me.ru_utime - me.ru_stime
     return {"wall": wall, "rss_mib": usage.ru_maxrss / 1024, "cpu": usage.ru_utime + usage.ru_stime,
             "sandbox_cpu": sandbox_cpu,
-            "exit": proc.returncode, "killed": killed,
+            "exit": proc.returncode, "killed": killed, "marks": marks,
             "created": sb.created_runs - start_created, "stderr": b"".join(stderr).decode(errors="replace")}
+
+
+MARKS = (100, 250, 500, 750)
+
+
+def _peak_rss_mib(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def billing(sb: Sandbox) -> tuple[int, int]:
@@ -196,6 +215,9 @@ def main() -> int:
                   f"runs (× {ratio:.2f}; goal within 20 %)")
         else:
             print(f"  peak RSS: {full['rss_mib']:.1f} MiB")
+        marks = full["marks"]
+        print("  peak RSS within the full job, by runs created: " + ", ".join(
+            f"{m}: {marks[m]:.1f} MiB" for m in MARKS if m in marks) + f", end: {full['rss_mib']:.1f} MiB")
         print(f"  billed: {billed} runs; duplicate billable runs: {dup}")
 
         sb.reset()
