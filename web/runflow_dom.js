@@ -50,6 +50,9 @@ const CSS = `
      Vue node underneath). SVG children inherit this; the hit areas and focusable groups turn it back on. */
   pointer-events: none;
 }
+/* The frontend's wrapper around a DOM widget (classic: .dom-widget; Vue nodes: the widget cell) would take the pointer
+   instead, and neither starts a node drag. */
+.dom-widget:has(> .runflow-picker), .lg-node-widgets :has(> .runflow-picker) { pointer-events: none !important; }
 .runflow-picker .runflow-area { position: relative; flex: 1 1 0; min-height: 120px; width: 100%; }
 .runflow-picker .runflow-svg { position: absolute; inset: 0; display: block; width: 100%; height: 100%; overflow: hidden; }
 .runflow-picker text { fill: currentColor; font-family: inherit; }

@@ -98,7 +98,19 @@ class PosePicker {
       getMinHeight: () => PICKER_MIN_HEIGHT + 2 * DOM_WIDGET_MARGIN,
       getMaxHeight: () => PICKER_MAX_HEIGHT + 2 * DOM_WIDGET_MARGIN,
     });
-    if (this.widget) this.widget.serialize = false; // never in widgets_values (workflow JSON)
+    if (this.widget) {
+      this.widget.serialize = false; // never in widgets_values (workflow JSON)
+      // The classic canvas treats a press on a widget's area as widget input and never starts a node drag there. The
+      // picker handles its own controls in the DOM (they stop the event), so the canvas may look through it.
+      const widget = this.widget;
+      const original = node.getWidgetOnPos;
+      if (typeof original === "function") {
+        node.getWidgetOnPos = function (...args) {
+          const found = original.apply(this, args);
+          return found === widget ? undefined : found;
+        };
+      }
+    }
 
     for (const name of this.watchedWidgets()) this.wrapCallback(name);
     PICKERS.add(this);
