@@ -15,6 +15,7 @@ writes them to docs/images/ and example_workflows/<name>.jpg.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -46,6 +47,20 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS_IMAGES = REPO / "docs" / "images"
 EXAMPLES = REPO / "example_workflows"
 WORKFLOWS = sorted(p.stem for p in EXAMPLES.glob("*.json"))
+# The file names are the titles the Templates browser shows (both frontends list a pack's templates by file name).
+SINGLE_TEMPLATE = "Multi Angles - one new view"
+TURNAROUND_TEMPLATE = "Multi Angles - turnaround"
+
+def view_slug(view: str) -> str:
+    """The Turnaround template's file name for a view (its Regex Replace node: [^a-z0-9-]+ -> _)."""
+    return re.sub(r"[^a-z0-9-]+", "_", view, flags=re.IGNORECASE)
+
+
+def views_of(text: str) -> list[str]:
+    """The Turnaround's `views` text as a list ("all" = all eight), like the node parses it."""
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    return list(VIEWS) if items == ["all"] else items
+
 
 VIEWS = ["front view", "front-right quarter view", "right side view", "back-right quarter view", "back view",
          "back-left quarter view", "left side view", "front-left quarter view"]
@@ -388,7 +403,7 @@ def test_picker_after_undo(frontend, ui, renderer):
     if renderer == "vue" and frontend.version == PINNED:
         pytest.skip("frontend 1.27.10's Vue renderer draws no custom DOM widgets (no picker to check)")
     ui.open(renderer, clear=False)
-    wf = json.loads((EXAMPLES / "runflow_multi_angles.json").read_text())
+    wf = json.loads((EXAMPLES / f"{SINGLE_TEMPLATE}.json").read_text())
     ui.js("async (wf) => { await app.loadGraphData(wf); }", wf)
     node_id = ui.js("() => String(app.graph._nodes.find((n) => n.type === 'RunflowMultiAngles').id)")
     ui.page.wait_for_timeout(300)
@@ -466,7 +481,7 @@ def test_settings_key(frontend, ui, bsandbox):
 
     # the key is not in the frontend's settings, the workflow, the prompt, the browser storage, the DOM
     assert ui.js("() => app.extensionManager.setting.get('Runflow.MultiAngles.ApiKey')") in ("", None)
-    wf = json.loads((EXAMPLES / "runflow_multi_angles.json").read_text())
+    wf = json.loads((EXAMPLES / f"{SINGLE_TEMPLATE}.json").read_text())
     prefix = f"runflow_keycheck_{frontend.version.replace('.', '_')}"
     save_id = ui.js("""async ([wf, prefix]) => {
       await app.loadGraphData(wf);
@@ -507,6 +522,51 @@ def test_settings_key(frontend, ui, bsandbox):
 def test_templates_list(frontend):
     listing = frontend.server.get("/api/workflow_templates").json()
     assert sorted(listing.get(PACK_NAME, [])) == WORKFLOWS, listing
+    assert WORKFLOWS == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE]
+
+
+def test_template_titles_in_browser(frontend, ui):
+    """The Templates dialog lists the pack's templates under readable titles (both frontends title a pack's
+    templates by file name), in full (a card shows about 30 characters) and with a picture."""
+    ui.open("classic")
+    ui.js("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    dialog = ui.page.locator("[role=dialog]").last
+    dialog.get_by_text(PACK_NAME, exact=True).first.click()  # 1.27: Custom Nodes → pack; 1.58: Extensions → pack
+    for title in WORKFLOWS:
+        assert re.fullmatch(r"[A-Z][A-Za-z ()-]{5,30}", title), title
+        el = dialog.get_by_text(title, exact=True).first
+        el.wait_for(state="visible")
+        assert el.evaluate("(e) => e.scrollWidth <= e.clientWidth + 1"), f"{title!r} is cut off in the dialog"
+    thumbs = dialog.locator(f'img[src*="/workflow_templates/{PACK_NAME}/"]')
+    thumbs.first.wait_for(state="visible")
+    ui.page.wait_for_function("""(pack) => [...document.querySelectorAll(`img[src*="/workflow_templates/${pack}/"]`)]
+      .some((i) => i.complete && i.naturalWidth > 0)""", arg=PACK_NAME)
+    assert_no_pack_errors(frontend, ui.tag)
+
+
+@renderer_params()
+def test_node_initial_size(frontend, ui, renderer):
+    """A new node is compact: the rarely used inputs are folded away (Show Advanced), no gap where they were."""
+    ui.open(renderer)
+    single = ui.add_node(SINGLE, (40, 40))
+    turn = ui.add_node(TURNAROUND, (520, 40))
+    ui.page.wait_for_timeout(300)
+    sizes = ui.js("(ids) => ids.map((id) => app.graph.getNodeById(id) ?? app.graph.getNodeById(Number(id)))"
+                  ".map((n) => n.size.map(Math.round))", [single, turn])
+    FIGURES[f"browser tier: fe {frontend.version} {renderer}: new node size (single, turnaround)"] = str(sizes)
+    folds = not (frontend.version == PINNED and renderer == "vue")  # 1.27's Vue nodes have no advanced widgets
+    for (w, h), node_id in zip(sizes, (single, turn)):
+        assert 340 <= w <= 440, sizes
+        if folds:
+            assert h <= 620, f"node {node_id} starts {w}x{h}"
+    if folds and renderer == "classic":
+        # no gap: the picker starts right under the last visible widget
+        gap = ui.js("""(id) => { const n = app.graph.getNodeById(id) ?? app.graph.getNodeById(Number(id));
+          const shown = n.widgets.filter((w) => n.isWidgetVisible(w) && w.name !== 'pose_picker');
+          const last = shown[shown.length - 1]; const picker = n.widgets.find((w) => w.name === 'pose_picker');
+          return picker.y - (last.y + (last.computedHeight ?? 24)); }""", single)
+        assert gap <= 12, f"{gap}px gap above the picker"
+    assert_no_pack_errors(frontend, ui.tag)
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
@@ -541,12 +601,28 @@ def test_example_workflow(frontend, name, browser):
             files = server.output_files(entry, nid)
             assert files and all(f.is_file() and f.stat().st_size > 0 for f in files), (nid, entry.get("outputs"))
         if TURNAROUND in result["types"]:
-            views = result["output"][next(k for k, v in result["output"].items() if v["class_type"] == TURNAROUND)]
-            n_views = len([v for v in views["inputs"]["views"].split(",") if v.strip()])
-            per_view = [nid for nid in outputs if isinstance(result["output"][nid]["inputs"].get("filename_prefix"),
-                                                                  list)]
-            for nid in per_view:
-                assert len(server.output_files(entry, nid)) == n_views
+            # one folder per subject with clean file names; a second subject gets its own folder
+            ta = next(v for v in result["output"].values() if v["class_type"] == TURNAROUND)
+            expected = sorted(f"{slug}_00001_.png" for slug in [*map(view_slug, views_of(ta["inputs"]["views"])),
+                                                                 "contact_sheet"])
+            saved = [f for nid in outputs for f in server.output_files(entry, nid)]
+            assert {f.parent for f in saved} == {server.out_dir / "runflow" / "my_subject"}, saved
+            assert sorted(f.name for f in saved) == expected, saved
+            second = page.js("""async () => {
+              const folder = app.graph._nodes.find((n) => n.type === 'PrimitiveString');
+              folder.widgets[0].value = 'runflow/second_subject';
+              const p = await app.graphToPrompt();
+              const res = await fetch('/prompt', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+                body: JSON.stringify({ prompt: p.output }) });
+              return (await res.json()).prompt_id; }""")
+            entry2 = server.wait(second, timeout=180)
+            assert_success(entry2)
+            saved2 = [f for nid in outputs for f in server.output_files(entry2, nid)]
+            assert {f.parent for f in saved2} == {server.out_dir / "runflow" / "second_subject"}, saved2
+            assert sorted(f.name for f in saved2) == expected, saved2
+            FIGURES[f"browser tier: fe {frontend.version}: turnaround template files"] = (
+                f"runflow/my_subject/ + runflow/second_subject/: {len(saved)} + {len(saved2)} files, e.g. "
+                f"{saved[0].name}")
 
         # every pack node with a picker shows it in the loaded workflow, with the saved pose selected
         for nid, n in result["output"].items():
@@ -554,28 +630,32 @@ def test_example_workflow(frontend, name, browser):
                 picker = page.picker(nid)
                 _check_picker_dom(picker)
                 inputs = n["inputs"]
-                views = ([inputs["view"]] if n["class_type"] == SINGLE
-                         else [v.strip() for v in inputs["views"].split(",") if v.strip()])
+                views = [inputs["view"]] if n["class_type"] == SINGLE else views_of(inputs["views"])
                 _wait_selected(page, picker, "data-runflow-view", views)
                 _wait_selected(page, picker, "data-runflow-angle", [inputs["angle"]])
                 _wait_selected(page, picker, "data-runflow-shot", [inputs["shot"]])
 
         if frontend.current:
-            # Thumbnail for ComfyUI's Templates browser: wait until the run's images show in the nodes, fit the
-            # graph between the side bar / top bar and the canvas controls, crop to it, ~600 px wide JPEG.
-            page.page.wait_for_function("""() => app.graph._nodes.filter((n) => ['SaveImage', 'PreviewImage']
-              .includes(n.type)).every((n) => n.imgs?.length && n.imgs.every((i) => i.complete && i.naturalWidth))""",
-                                        timeout=30_000)
-            page.page.wait_for_timeout(500)
-            bounds = page.node_bounds()
-            pad, badge = 16, 26  # node source badges ("runflow-multi-angles") sit above the title bars
-            clip = page.fit([bounds[0] - pad, bounds[1] - pad - badge, bounds[2] + 2 * pad,
-                             bounds[3] + 2 * pad + badge],
-                            [80, 100, viewport[0] - 110, viewport[1] - 190], max_scale=1.2)
-            clip = {k: round(v) for k, v in clip.items()}
-            png = page.page.screenshot(clip=clip)
-            assert_not_blank(png, name)
-            size = save_jpeg_thumbnail(png, EXAMPLES / f"{name}.jpg", width=600, write=WRITE_IMAGES)
+            # Thumbnail for ComfyUI's Templates browser: what the template makes (the sandbox's stand-in render),
+            # not a picture of the graph: the contact sheet of the turnaround; source → new view for the single one.
+            from PIL import Image
+
+            if TURNAROUND in result["types"]:
+                (sheet,) = [f for f in saved if f.name.startswith("contact_sheet")]
+                picture = Image.open(sheet).convert("RGB")
+            else:
+                (result_file,) = [f for nid in outputs for f in server.output_files(entry, nid)]
+                source = Image.open(server.in_dir / "example.png").convert("RGB")
+                made = Image.open(result_file).convert("RGB")
+                h = 512
+                parts = [im.resize((round(im.width * h / im.height), h)) for im in (source, made)]
+                picture = Image.new("RGB", (sum(p.width for p in parts) + 24, h), (32, 32, 32))
+                picture.paste(parts[0], (0, 0))
+                picture.paste(parts[1], (parts[0].width + 24, 0))
+            buf = io.BytesIO()
+            picture.save(buf, "PNG")
+            assert_not_blank(buf.getvalue(), name)
+            size = save_jpeg_thumbnail(buf.getvalue(), EXAMPLES / f"{name}.jpg", width=600, write=WRITE_IMAGES)
             FIGURES[f"browser tier: thumbnail example_workflows/{name}.jpg"] = f"{size[0]}x{size[1]}"
             r = server.get(f"/api/workflow_templates/{PACK_NAME}/{name}.jpg")
             assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff", (r.status_code, r.headers)

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -531,6 +532,13 @@ def test_eight_single_nodes_run_concurrently_with_one_upload(comfy, rf_sandbox, 
 # -- 9. the example workflows ------------------------------------------------------------------------------------------
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+SINGLE_TEMPLATE = "Multi Angles - one new view"
+TURNAROUND_TEMPLATE = "Multi Angles - turnaround"
+
+
+def view_slug(view: str) -> str:
+    """The Turnaround template's file name for a view (its Regex Replace node: [^a-z0-9-]+ -> _)."""
+    return re.sub(r"[^a-z0-9-]+", "_", view, flags=re.IGNORECASE)
 
 
 def ui_to_api(workflow: dict, object_info: dict) -> dict:
@@ -567,7 +575,8 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
 def test_example_workflows_are_listed_and_run(comfy, rf_sandbox, good_settings, figures):
     templates = comfy.get("/api/workflow_templates").json()
     names = sorted(templates.get(PACK_NAME, []))
-    assert names == ["runflow_multi_angles", "runflow_turnaround"], templates
+    # the file names are the titles the Templates browser shows (frontends 1.27 and 1.58 list a pack's templates by name)
+    assert names == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE], templates
     info = comfy.get("/object_info").json()
     for name in names:
         r = comfy.get(f"/api/workflow_templates/{PACK_NAME}/{name}.json")
@@ -592,8 +601,10 @@ def test_example_workflows_are_listed_and_run(comfy, rf_sandbox, good_settings, 
             saved = [p for nid, n in prompt.items() if n["class_type"] == "SaveImage"
                      for p in comfy.output_files(entry, nid)]
             assert len(saved) == 9 and all(p.is_file() for p in saved)
-            assert sorted(p.name.rsplit("_", 2)[0] for p in saved if "turnaround_sheet" not in p.name) == \
-                sorted(VIEWS)
+            # one folder for the subject, clean file names (no spaces): <view slug>_00001_.png + the contact sheet
+            assert {p.parent for p in saved} == {comfy.out_dir / "runflow" / "my_subject"}, saved
+            assert sorted(p.name for p in saved) == sorted(f"{slug}_00001_.png"
+                                                           for slug in [*map(view_slug, VIEWS), "contact_sheet"])
         else:
             assert d.runs == 1
             (preview_id,) = [nid for nid, n in prompt.items() if n["class_type"] == "PreviewImage"]
