@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU build; ComfyUI users already have torch, so requirements.txt never lists it
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-python test-web validate test-comfyui bench soak clean
+.PHONY: demo test lint test-python test-web validate test-comfyui bench soak clean
 
 $(VENV)/.ready: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,10 @@ demo: $(VENV)/.ready
 	$(PY) -m nodes.cli --sandbox --out runflow_out
 	@echo "open runflow_out/contact_sheet.png"
 
-test: test-python test-web validate
+test: lint test-python test-web validate
+
+lint: $(VENV)/.ready
+	$(VENV)/bin/ruff check .
 
 test-python: $(VENV)/.ready
 	$(PY) -m pytest -q

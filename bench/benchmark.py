@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nodes.core import runner as runner_mod  # noqa: E402
-from nodes.runflow.contract import VIEWS  # noqa: E402
 from nodes.comfy.nodes import RunflowMultiAngles, RunflowMultiAnglesTurnaround  # noqa: E402
+from nodes.core.session import process_session  # noqa: E402
+from nodes.runflow.contract import VIEWS  # noqa: E402
 from nodes.sandbox import Sandbox  # noqa: E402
 
 T = 3.0
@@ -53,8 +53,7 @@ def fresh_state(user_dir: str | None = None) -> str:
 
 def forget_uploads() -> None:
     """Forget in-process uploads (keep the cache and the timing estimate), so a measurement includes its upload."""
-    runner_mod._UPLOADS.clear()
-    runner_mod._UPLOAD_LOCKS.clear()
+    process_session().reset()
 
 
 def reference_flow(sb: Sandbox, png: bytes) -> float:

@@ -73,8 +73,8 @@ def run(sizes=DEFAULT_SIZES, repeats: int = 5) -> list[dict]:
     for w, h in sizes:
         src = _make_sample(w, h)
         im = Image.fromarray(src)
-        cases = [(label, (lambda f=fmt, k=kw: _save(im, f, k))) for label, fmt, kw in CANDIDATES]
-        cases.append(("codec.encode auto", lambda: codec.encode(src).data))
+        cases = [(label, (lambda f=fmt, k=kw, i=im: _save(i, f, k))) for label, fmt, kw in CANDIDATES]
+        cases.append(("codec.encode auto", lambda s=src: codec.encode(s).data))
         ref_bytes = ref_ms = None
         for label, fn in cases:
             data, ms = _time(fn, repeats)

@@ -22,13 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nodes.runflow.client import RunflowClient  # noqa: E402
 from nodes.core.config import load_settings  # noqa: E402
+from nodes.core.runner import Runner, Source  # noqa: E402
+from nodes.core.spec import JobSpec  # noqa: E402
+from nodes.runflow.client import RunflowClient  # noqa: E402
 from nodes.runflow.contract import VIEWS  # noqa: E402
 from nodes.runflow.retry import RetryPolicy  # noqa: E402
-from nodes.core.runner import Runner, Source  # noqa: E402
 from nodes.sandbox import Sandbox  # noqa: E402
-from nodes.core.spec import JobSpec  # noqa: E402
 
 # every transient fault kind, as the sandbox injects them; weights are equal
 KINDS = [
@@ -129,7 +129,8 @@ def main() -> int:
         r = asyncio.run(soak(sb, args.runs, args.concurrency))
         total = time.monotonic() - t0
     print(f"## Soak: {r['runs']} runs, {args.rate:.0%} of requests faulted at random "
-          f"({len(KINDS)} fault kinds, API and storage), concurrency {args.concurrency}, sandbox run time {args.run_seconds} s\n")
+          f"({len(KINDS)} fault kinds, API and storage), concurrency {args.concurrency}, "
+          f"sandbox run time {args.run_seconds} s\n")
     print("| succeeded | failed with a clear error | duplicate billable runs | lost results | p50 wall | p95 wall |"
           " requests | total |")
     print("|---|---|---|---|---|---|---|---|")

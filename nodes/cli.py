@@ -17,10 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+from .core import sources
+from .core.events import Event, Plan
+from .core.runner import ItemResult, Runner
+from .core.sources import Source
+from .core.spec import JobSpec, parse_views
+from .core.spend import cost_line
 from .runflow import errors as E
 from .runflow.contract import ANGLES, ASPECT_RATIOS, DEFAULT_ANGLE, DEFAULT_SHOT, SHOTS
-from .core.runner import ItemResult, Runner, Source, cost_line
-from .core.spec import JobSpec, check_http_url, parse_views
 
 SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "sample.png"
 EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE = 1, 2, 64
@@ -66,25 +70,7 @@ def _extension(data: bytes) -> str:
 
 def load_sources(paths: list[Path], fmt: str) -> list[tuple[str, Source]]:
     """(name, Source) per local image: decoded with EXIF orientation, then encoded like the nodes do."""
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    from .core import codec
-    from .core.cache import pixels_sha256
-
-    out = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                pixels = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-        except FileNotFoundError:
-            raise E.InputError(f"{path}: no such file") from None
-        except OSError as exc:
-            raise E.InputError(f"{path}: not a readable image ({exc})") from None
-        enc = codec.encode(pixels, fmt=fmt)
-        out.append((path.stem, Source(data=enc.data, mime=enc.mime, pixel_sha256=pixels_sha256(pixels),
-                                      upload_sha256=enc.sha256, notes=list(enc.notes))))
-    return out
+    return [(path.stem, sources.from_file(path, fmt)) for path in paths]
 
 
 class Printer:
@@ -92,19 +78,20 @@ class Printer:
         self.total, self.quiet, self.start = total, quiet, time.monotonic()
         self.last: dict[int, str] = {}
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: Event) -> None:
         if self.quiet:
             return
-        if event["kind"] == "plan":
-            print(f"plan: {event['items']} renders, {event['line']}"
-                  + (f", {event['pending']} already running" if event["pending"] else ""), file=sys.stderr)
+        if isinstance(event, Plan):
+            print(f"plan: {event.items} renders, {event.line}"
+                  + (f", {event.pending} already running" if event.pending else ""), file=sys.stderr)
             return
-        state = event["status"]
-        if self.last.get(event["index"]) == state:
+        state = event.state
+        if self.last.get(event.index) == state:
             return
-        self.last[event["index"]] = state
-        done = sum(1 for s in self.last.values() if s in ("done", "from cache"))
-        print(f"[{done}/{self.total} {time.monotonic() - self.start:5.1f}s] {event['label']}: {state}", file=sys.stderr)
+        self.last[event.index] = state
+        done = sum(1 for s in self.last.values() if s.finished)
+        print(f"[{done}/{self.total} {time.monotonic() - self.start:5.1f}s] {event.label}: {state.value}",
+              file=sys.stderr)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -116,7 +103,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.image_url:
         if args.images:
             raise E.InputError("give local images or --image-url, not both")
-        named = [("url", Source(url=check_http_url("--image-url", args.image_url)))]
+        named = [("url", sources.from_url("--image-url", args.image_url))]
     else:
         named = load_sources(args.images or [SAMPLE], args.format)
     for name, src in named:
@@ -128,7 +115,7 @@ async def run(args: argparse.Namespace) -> int:
                     on_event=printer, validate=_validator())
     if args.dry_run:
         plan = runner.plan(jobs)
-        print(f"dry run: {plan['items']} renders, {plan['line']}; nothing was created")
+        print(f"dry run: {plan.items} renders, {plan.line}; nothing was created")
         return 0
     results = await runner.run(jobs)
     return write_results(results, args.out, runner)

@@ -43,3 +43,13 @@ def sample_png_bytes() -> bytes:
     buf = io.BytesIO()
     im.save(buf, "PNG")
     return buf.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_session():
+    """Each test starts like a new process: no uploads, totals, prompt counts or waiters from another test."""
+    from nodes.core.session import process_session
+
+    process_session().reset()
+    yield
+    process_session().reset()

@@ -265,6 +265,7 @@ def test_concurrent_threads_same_key(tmp_path):
 WORKER = """
 import os, sys
 sys.path.insert(0, {root!r})
+from nodes.comfy.adapter import bind_user_dir
 from nodes.core.cache import ResultCache
 cache = ResultCache({dir!r}, max_bytes=300_000)  # small cap: eviction races too
 me = int(sys.argv[1])
@@ -287,7 +288,7 @@ def test_concurrent_processes(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for i in (1, 2)]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs, strict=False):
         assert p.returncode == 0, err
         assert int(out) > 0
     stats = ResultCache(tmp_path / "cache", max_bytes=300_000).stats()
@@ -310,6 +311,11 @@ def test_default_cache_dir(monkeypatch, tmp_path):
             return str(tmp_path / "ComfyUI" / "user")
 
     monkeypatch.setitem(sys.modules, "folder_paths", FakeFolderPaths)
+    monkeypatch.setenv("RUNFLOW_USER_DIR", "placeholder")  # so monkeypatch restores whatever bind_user_dir sets
+    monkeypatch.delenv("RUNFLOW_USER_DIR")
+    from nodes.comfy.adapter import bind_user_dir
+
+    bind_user_dir()  # what the pack does when ComfyUI loads it
     assert default_cache_dir() == tmp_path / "ComfyUI" / "user" / "runflow" / "cache"
     monkeypatch.setenv("RUNFLOW_USER_DIR", str(tmp_path / "u"))
     assert default_cache_dir() == tmp_path / "u" / "runflow" / "cache"

@@ -7,7 +7,9 @@ import time
 import pytest
 
 from nodes.runflow import errors as E
-from nodes.runflow.client import PollSchedule, RunflowClient, extract_output_urls
+from nodes.runflow.client import RunflowClient
+from nodes.runflow.models import extract_output_urls
+from nodes.runflow.poll import PollSchedule
 from nodes.runflow.retry import RetryPolicy, parse_retry_after
 
 INPUT = {"view": "back view", "angle": "eye-level shot", "shot": "medium shot", "match_input_aspect": "true"}

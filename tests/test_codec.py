@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import time
@@ -18,10 +17,7 @@ from nodes.core.codec import (
     UPLOAD_FORMATS,
     EncodedImage,
     decode,
-    decode_async,
-    decode_to_tensor,
     encode,
-    encode_async,
     fit_batch,
     image_items,
     prepare,
@@ -90,11 +86,6 @@ def test_uint8_float_uint8_is_exact():
     values = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=-1)
     (item,) = image_items(torch.from_numpy(values).float() / 255)
     assert np.array_equal(item, values[0])  # rounding, not truncation
-
-
-def test_async_variants(photo):
-    enc = asyncio.run(encode_async(photo, fmt="png"))
-    assert np.array_equal(asyncio.run(decode_async(enc.data)), photo)
 
 
 def test_unknown_format_refused(photo):
@@ -345,7 +336,16 @@ def test_fit_batch_resize_and_no_op():
         fit_batch([a], mode="crop")
 
 
-def test_decode_to_tensor_list_reports_fitting():
+def decode_to_tensor(data, notes: list[str] | None = None):
+    """What the nodes do with results: decode each, fit them into one batch (noting any fitting)."""
+    blobs = [data] if isinstance(data, bytes) else list(data)
+    tensor, note = fit_batch([decode(b) for b in blobs])
+    if note and notes is not None:
+        notes.append(note)
+    return tensor
+
+
+def test_decode_list_reports_fitting():
     blobs = [png_bytes(Image.new("RGB", (8, 4))), png_bytes(Image.new("RGB", (4, 4)))]
     notes: list[str] = []
     t = decode_to_tensor(blobs, notes=notes)

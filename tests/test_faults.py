@@ -7,13 +7,13 @@ import time
 import pytest
 import torch
 
-from nodes.runflow import errors as E
-from nodes.runflow.client import RunflowClient
-from nodes.core.config import load_settings
 from nodes.comfy.nodes import RunflowMultiAngles
-from nodes.runflow.retry import RetryPolicy
+from nodes.core.config import load_settings
 from nodes.core.runner import Runner, Source
 from nodes.core.spec import JobSpec
+from nodes.runflow import errors as E
+from nodes.runflow.client import RunflowClient
+from nodes.runflow.retry import RetryPolicy
 
 KW = dict(view="back view", angle="eye-level shot", shot="medium shot", prompt="", match_input_aspect=True,
           aspect_ratio="1:1", seed=0)

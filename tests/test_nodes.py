@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from nodes.comfy.nodes import NODE_CLASS_MAPPINGS, RunflowMultiAngles, RunflowMultiAnglesTurnaround
 from nodes.runflow import errors as E
 from nodes.runflow.contract import ANGLES, ASPECT_RATIOS, SHOTS, VIEWS
-from nodes.comfy.nodes import NODE_CLASS_MAPPINGS, RunflowMultiAngles, RunflowMultiAnglesTurnaround
 
 KW = dict(view="right side view", angle="eye-level shot", shot="medium shot", prompt="", match_input_aspect=True,
           aspect_ratio="1:1", seed=0)
@@ -241,10 +241,10 @@ def test_a_journalled_run_unknown_to_runflow_is_created_afresh(sandbox_env, monk
 
 
 def test_status_text_and_progress_without_comfyui_are_harmless_and_complete(sandbox_env, monkeypatch):
-    from nodes.comfy import nodes as multi_angles
+    from nodes.comfy import adapter
 
     shown = []
-    monkeypatch.setattr(multi_angles.comfy, "status_text", lambda text, node_id=None: shown.append(text))
+    monkeypatch.setattr(adapter, "status_text", lambda text, node_id=None: shown.append(text))
     single(image=image())
     single(image=image())
     assert any("about to spend 1 run × $0.20 = $0.20" in t for t in shown)
@@ -254,10 +254,10 @@ def test_status_text_and_progress_without_comfyui_are_harmless_and_complete(sand
 
 
 def test_input_notes_stay_visible_on_the_node(sandbox_env, monkeypatch):
-    from nodes.comfy import nodes as multi_angles
+    from nodes.comfy import adapter
 
     shown = []
-    monkeypatch.setattr(multi_angles.comfy, "status_text", lambda text, node_id=None: shown.append(text))
+    monkeypatch.setattr(adapter, "status_text", lambda text, node_id=None: shown.append(text))
     rgba = torch.cat([image(), torch.full((1, 48, 64, 1), 0.5)], dim=-1)
     single(image=rgba)
     assert "note: RGBA composited over white" in shown[-1] and "done" in shown[-1]

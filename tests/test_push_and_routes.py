@@ -16,6 +16,7 @@ from aiohttp import web
 from nodes.comfy import push
 from nodes.comfy.nodes import RunflowMultiAngles
 from nodes.comfy.routes import add_routes
+from nodes.core.session import Wakeups
 from nodes.sandbox import Sandbox
 
 SECRET = "whsec_test_0123456789"
@@ -70,28 +71,32 @@ def test_settings_routes_never_return_the_key(sandbox_env, server, monkeypatch):
 
 
 def test_callback_verification_unit():
+    wakeups = Wakeups()
     body = json.dumps({"run_id": "r-unit-1", "status": "succeeded"}).encode()
     good = signed(body)["Runflow-Signature"]
-    assert push.handle(body, good, None)[0] == 403  # no secret configured: callbacks disabled
-    assert push.handle(body, None, SECRET)[0] == 401  # unsigned
-    assert push.handle(body, "0" * 64, SECRET)[0] == 401  # forged
-    assert push.handle(body, signed(body, "other")["Runflow-Signature"], SECRET)[0] == 401  # wrong secret
+    assert push.handle(body, good, None, wakeups)[0] == 403  # no secret configured: callbacks disabled
+    assert push.handle(body, None, SECRET, wakeups)[0] == 401  # unsigned
+    assert push.handle(body, "0" * 64, SECRET, wakeups)[0] == 401  # forged
+    assert push.handle(body, signed(body, "other")["Runflow-Signature"], SECRET, wakeups)[0] == 401  # wrong secret
     tampered = body.replace(b"succeeded", b"failed")
-    assert push.handle(tampered, good, SECRET)[0] == 401  # body changed after signing
-    assert push.handle(body, good.upper(), SECRET) == (200, {"ok": True, "waiting": False})  # late: no waiter
-    assert push.handle(body, good, SECRET) == (200, {"ok": True, "duplicate": True})  # replayed
+    assert push.handle(tampered, good, SECRET, wakeups)[0] == 401  # body changed after signing
+    assert push.handle(body, good.upper(), SECRET, wakeups) == (200, {"ok": True, "waiting": False})  # late: no waiter
+    assert push.handle(body, good, SECRET, wakeups) == (200, {"ok": True, "duplicate": True})  # replayed
     nojson = b"not json"
-    assert push.handle(nojson, signed(nojson)["Runflow-Signature"], SECRET)[0] == 400
+    assert push.handle(nojson, signed(nojson)["Runflow-Signature"], SECRET, wakeups)[0] == 400
 
 
 def test_callback_wakes_the_waiting_run():
+    wakeups = Wakeups()
+
     async def go():
-        event = push.waiter("r-wake-1")
+        event = wakeups.register("r-wake-1")
         body = json.dumps({"run_id": "r-wake-1", "status": "succeeded"}).encode()
         # delivered from another thread, as aiohttp's handler would run on ComfyUI's loop
-        threading.Thread(target=push.handle, args=(body, signed(body)["Runflow-Signature"], SECRET)).start()
+        threading.Thread(target=push.handle,
+                         args=(body, signed(body)["Runflow-Signature"], SECRET, wakeups)).start()
         await asyncio.wait_for(event.wait(), 2)
-        push.forget("r-wake-1")
+        wakeups.forget("r-wake-1")
 
     asyncio.run(go())
 

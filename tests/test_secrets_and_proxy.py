@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 import pytest
 import torch
 
+from nodes.comfy.nodes import NODE_CLASS_MAPPINGS, RunflowMultiAngles
+from nodes.core.config import config_path, load_settings, write_config
 from nodes.runflow import errors as E
 from nodes.runflow.client import RunflowClient
-from nodes.core.config import config_path, load_settings, write_config
-from nodes.comfy.nodes import NODE_CLASS_MAPPINGS, RunflowMultiAngles
 from nodes.runflow.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parent.parent

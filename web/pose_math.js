@@ -421,16 +421,16 @@ export function formatUsd(usd) {
 }
 
 /**
- * The cost of a plan, in the same words as the Python node's status line (nodes/runner.py cost_line):
+ * The cost of a plan, in the same words and with the same arguments as the Python side
+ * (nodes/core/spend.py cost_line; tests/test_contract_sync.py proves they agree):
  *   costLine(8)    -> "8 runs × $0.20 = $1.60"
  *   costLine(1)    -> "1 run × $0.20 = $0.20"
- *   costLine(8, 3) -> "5 runs × $0.20 = $1.00 (3 from cache: $0.00)"
- * nRuns counts every run asked for; `cached` of them come from the result cache and cost nothing.
+ *   costLine(5, 3) -> "5 runs × $0.20 = $1.00 (3 from cache: $0.00)"
+ * `runs` counts the billable runs only; `cached` counts results served from the cache (they cost nothing).
  */
-export function costLine(nRuns, cached = 0, price = PRICE_PER_RUN_USD) {
-  const total = Math.max(0, Math.floor(Number(nRuns) || 0));
-  const hits = Math.min(total, Math.max(0, Math.floor(Number(cached) || 0)));
-  const billed = total - hits;
+export function costLine(runs, cached = 0, price = PRICE_PER_RUN_USD) {
+  const billed = Math.max(0, Math.floor(Number(runs) || 0));
+  const hits = Math.max(0, Math.floor(Number(cached) || 0));
   const each = toUnits(price);
   let text = `${billed} run${billed === 1 ? "" : "s"} × ${formatUsd(each / UNITS)} = ${formatUsd((billed * each) / UNITS)}`;
   if (hits) text += ` (${hits} from cache: ${formatUsd(0)})`;

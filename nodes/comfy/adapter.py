@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from ..core.config import ENV_USER_DIR
 from ..runflow.errors import Interrupted
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 INTERRUPT_POLL = 0.1  # seconds between interrupt checks; Cancel must stop waiting within 1 s
+
+
+def bind_user_dir() -> None:
+    """Inside ComfyUI, the pack keeps its config, cache and ledger in ComfyUI's user directory (which honours
+    --user-directory): tell core through $RUNFLOW_USER_DIR, unless the user set it. A no-op outside ComfyUI."""
+    try:
+        import folder_paths  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    os.environ.setdefault(ENV_USER_DIR, folder_paths.get_user_directory())
 
 
 def context() -> tuple[str | None, str | None]:
@@ -110,7 +122,6 @@ def preview_images(batch) -> list[dict]:
         import folder_paths  # type: ignore[import-not-found]
     except ImportError:
         return []
-    import os
     import uuid
 
     import numpy as np

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 
-from ..runflow import errors as E
-from . import push
-from ..runflow.client import RunflowClient
 from ..core.config import load_settings, write_config
+from ..core.session import process_session
+from ..runflow import errors as E
+from ..runflow.client import RunflowClient
 from ..runflow.retry import RetryPolicy
-from ..core.runner import SESSION
+from . import push
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def add_routes(routes) -> None:
     async def get_cache(request):
         from ..core.cache import ResultCache
 
-        return web.json_response({**ResultCache().stats(), "session": dict(SESSION)})
+        return web.json_response({**ResultCache().stats(), "session": process_session().totals.as_dict()})
 
     @routes.post("/runflow/cache/clear")
     async def post_cache_clear(request):
@@ -95,5 +95,6 @@ def add_routes(routes) -> None:
     @routes.post(push.CALLBACK_PATH)
     async def post_callback(request):
         body = await request.read()
-        status, answer = push.handle(body, request.headers.get("Runflow-Signature"), load_settings().webhook_secret)
+        status, answer = push.handle(body, request.headers.get("Runflow-Signature"), load_settings().webhook_secret,
+                                     process_session().wakeups)
         return web.json_response(answer, status=status)

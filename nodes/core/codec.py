@@ -6,7 +6,6 @@ composited over white, as product shots expect.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -17,12 +16,9 @@ from PIL import Image, ImageFile, ImageOps
 from ..runflow.contract import MAX_SIDE, MAX_UPLOAD_BYTES
 from ..runflow.errors import InputError, ResultError
 
-# Default upload encoding, picked by bench/encode_bench.py on the photo-like sample (mug + ball, sensor noise),
-# reference PNG = img.save(buf, "PNG") as ComfyUI's API nodes do (1.37 MB / 461 ms at 1 MP, 5.41 MB / 1.89 s at 4 MP):
-#   JPEG q95 4:4:4  @1 MP: 5.85x fewer bytes, 135x faster encode, PSNR 43.08 dB
-#                   @4 MP: 6.51x fewer bytes, 140x faster encode, PSNR 43.36 dB
-# WebP q95 m0 is ~2.5x smaller still but ~5x slower than JPEG, always 4:2:0 chroma, PSNR 41.6/42.3 (less margin),
-# and not every image API takes WebP; JPEG 4:2:0 saves ~28% bytes but smears coloured edges a re-render should keep.
+# Default upload encoding: JPEG q95 with 4:4:4 chroma, picked with bench/encode_bench.py on the photo-like sample
+# (it prints bytes, encode time and PSNR of every candidate against a plain PNG; README -> Figures has the numbers).
+# WebP is smaller but slower and always 4:2:0; JPEG 4:2:0 smears the coloured edges a re-render should keep.
 DEFAULT_FORMAT = "jpeg"
 JPEG_QUALITY = 95  # Pillow's documented practical maximum; 97 doubles bytes for +0.5 dB
 JPEG_SUBSAMPLING = 0  # 4:4:4
@@ -200,11 +196,6 @@ def encode(item, *, fmt: str = "auto", max_side: int = MAX_SIDE, max_bytes: int 
     return EncodedImage(data, _MIME[fmt], im.width, im.height, hashlib.sha256(data).hexdigest(), notes)
 
 
-async def encode_async(item, **kwargs) -> EncodedImage:
-    """``encode`` in a worker thread, so the event loop never blocks on pixels."""
-    return await asyncio.to_thread(encode, item, **kwargs)
-
-
 # ---- decode (results) --------------------------------------------------------------------------------------------
 
 
@@ -266,11 +257,6 @@ def decode(data: bytes, *, max_pixels: int = MAX_DECODE_PIXELS) -> np.ndarray:
         raise ResultError(_CORRUPT) from e
 
 
-async def decode_async(data: bytes, **kwargs) -> np.ndarray:
-    """``decode`` in a worker thread, so the event loop never blocks on pixels."""
-    return await asyncio.to_thread(decode, data, **kwargs)
-
-
 # ---- uint8 items -> IMAGE tensor ---------------------------------------------------------------------------------
 
 
@@ -317,12 +303,3 @@ def fit_batch(items: list[np.ndarray], mode: str = "pad"):
         how = "resized" if mode == "resize" else "fitted (scaled, white padding)"
         note = f"{how} {changed} of {len(items)} results to {w}\u00d7{h} to form one batch"
     return to_tensor(out), note
-
-
-def decode_to_tensor(data, *, max_pixels: int = MAX_DECODE_PIXELS, mode: str = "pad", notes: list[str] | None = None):
-    """Decode one result (bytes) or several (list of bytes) into one IMAGE tensor [N,H,W,3] float32."""
-    blobs = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
-    tensor, note = fit_batch([decode(b, max_pixels=max_pixels) for b in blobs], mode)
-    if note and notes is not None:
-        notes.append(note)
-    return tensor

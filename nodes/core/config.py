@@ -30,16 +30,13 @@ FALLBACK_USER_DIR = Path.home() / ".config" / "runflow-multi-angles"  # neither 
 
 
 def user_dir() -> Path:
-    """The pack's folder in ComfyUI's user directory (never inside the pack, which updates replace)."""
-    override = os.environ.get(ENV_USER_DIR)
-    if override:
-        return Path(override).expanduser() / "runflow"
-    try:  # inside ComfyUI
-        import folder_paths  # type: ignore[import-not-found]
+    """The pack's folder in ComfyUI's user directory (never inside the pack, which updates replace).
 
-        return Path(folder_paths.get_user_directory()) / "runflow"
-    except Exception:  # noqa: BLE001 - not running inside ComfyUI
-        pass
+    $RUNFLOW_USER_DIR/runflow; else, for the CLI run from an installed pack, <ComfyUI>/user/runflow; else
+    ~/.config/runflow-multi-angles."""
+    override = os.environ.get(ENV_USER_DIR)
+    if override:  # inside ComfyUI, nodes/comfy/adapter.py sets it to ComfyUI's user directory at load time
+        return Path(override).expanduser() / "runflow"
     # the CLI run from an installed pack (<ComfyUI>/custom_nodes/<pack>): share ComfyUI's key, cache and timing
     comfy_root = Path(__file__).resolve().parents[4]  # <ComfyUI>/custom_nodes/<pack>/nodes/core/config.py
     if (comfy_root / "main.py").is_file() and (comfy_root / "custom_nodes").is_dir():

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..runflow.contract import (ANGLES, ASPECT_RATIOS, MAX_PROMPT_LENGTH, MAX_URL_LENGTH, SHOTS, VIEWS)
+from ..runflow.contract import ANGLES, ASPECT_RATIOS, MAX_PROMPT_LENGTH, MAX_URL_LENGTH, SHOTS, VIEWS
 from ..runflow.errors import InputError
 
 

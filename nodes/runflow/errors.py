@@ -133,3 +133,7 @@ def mask_key(key: str | None) -> str:
     if not key:
         return "(none)"
     return "\u2026" + key[-4:] if len(key) > 8 else "\u2026"
+
+
+class ExpiredURL(RunflowError):
+    """A presigned URL answered 403/404/410 (expired or revoked): get a fresh one and try again."""

@@ -39,7 +39,7 @@ class RetryPolicy:
     base: float = 1.0  # seconds; Runflow's pseudo-code starts at 1 s and doubles
     cap: float = 32.0  # ... capped at 32 s
     jitter: float = 1.0  # plus 0..1 s, so concurrent runs don't retry in lockstep
-    max_retry_after: float = 120.0  # a server asking for longer than this is treated as an outage
+    max_retry_after: float = 120.0  # a longer Retry-After is capped: ask again after this long
     rng: random.Random = field(default_factory=random.Random)
 
     def should_retry_status(self, status: int) -> bool:

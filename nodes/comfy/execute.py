@@ -1,0 +1,92 @@
+"""The one execute path of the Runflow nodes: sources -> runs (with status, progress, Cancel) -> outputs + preview."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+
+from ..core import codec
+from ..core.config import load_settings
+from ..core.runner import ItemResult, Runner
+from ..core.session import process_session
+from ..core.sources import Source
+from ..core.spec import JobSpec
+from ..core.spend import cost_line
+from ..runflow import errors as E
+from . import adapter
+from .status import Status
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What a node returns: the batch, per-item results, URLs, run info, and the ComfyUI ``ui`` dict."""
+
+    batch: object
+    results: list[ItemResult]
+    urls: str
+    info: str
+    ui: dict
+
+
+def jobs_for(sources: list[Source], specs: list[JobSpec]) -> list[tuple[Source, JobSpec]]:
+    """Every spec for every source; labels get '#n ' when there are several sources."""
+    many = len(sources) > 1
+    return [(src, dataclasses.replace(spec, label=f"#{i + 1} {spec.view}" if many else spec.view))
+            for i, src in enumerate(sources) for spec in specs]
+
+
+async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurrent: int) -> Outcome:
+    """Run jobs with status text, progress and Cancel; raise one clear error naming what failed."""
+    session = process_session()
+    status = Status(len(jobs), title, session.totals)
+    status.notes = list(dict.fromkeys(n for src, _ in jobs for n in src.notes))
+    runner = Runner(load_settings(), max_concurrent=max_concurrent, on_event=status.event, validate=codec.decode,
+                    prompt_id=adapter.context()[0], session=session)
+    ticker = asyncio.ensure_future(status.ticker())
+    try:
+        results = await adapter.until_interrupted(runner.run(jobs))
+    except E.Interrupted:
+        status.show("cancelled; a run already sent may still finish and bill — re-queue to collect it")
+        raise
+    except E.RunflowError as exc:
+        status.show(f"error: {exc.message}")
+        raise
+    finally:
+        ticker.cancel()
+    _raise_failures(results, status, runner)
+    batch, note = await asyncio.to_thread(codec.fit_batch, [r.decoded for r in results])
+    if note:
+        status.notes.append(note)
+        status.show()
+    urls = "\n".join(r.url or "" for r in results)
+    info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **r.info} for r in results], indent=1)
+    return Outcome(batch, results, urls, info, await _ui(batch, results, note, session.totals.spent_usd))
+
+
+def _raise_failures(results: list[ItemResult], status: Status, runner: Runner) -> None:
+    failed = [r for r in results if r.error is not None]
+    hits = runner.stats.cache_hits
+    summary = f"done · spent ${runner.stats.spent_usd:.2f}" + (f" · {hits} from cache — $0.00" if hits else "")
+    if hits == len(results):
+        summary = "from cache — $0.00"
+    if not failed:
+        status.show(summary)
+        return
+    status.show(f"{len(failed)} of {len(results)} failed · " + summary)
+    if len(results) == 1:
+        raise failed[0].error
+    names = "; ".join(f"{r.spec.label}: {r.error.message}" for r in failed[:4])
+    more = f" (+{len(failed) - 4} more)" if len(failed) > 4 else ""
+    raise E.PartialFailure(f"{len(failed)} of {len(results)} Runflow runs failed — {names}{more}. The "
+                           f"{len(results) - len(failed)} that succeeded are cached: re-queue to re-run only "
+                           "the failed ones.", failures={r.spec.label: r.error for r in failed})
+
+
+async def _ui(batch, results: list[ItemResult], note: str | None, session_total: float) -> dict:
+    spent = sum(float(r.info.get("cost") or 0) for r in results if not r.from_cache)
+    hits = sum(r.from_cache for r in results)
+    return {"images": await asyncio.to_thread(adapter.preview_images, batch),
+            "runflow": [{"labels": [r.spec.label for r in results], "from_cache": hits,
+                         "spent_usd": round(spent, 2), "session_total_usd": round(session_total, 2),
+                         "cost_line": cost_line(len(results) - hits, hits), "note": note}]}
