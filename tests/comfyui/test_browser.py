@@ -468,13 +468,23 @@ def test_settings_key(frontend, ui, bsandbox):
     assert st["key_configured"] is True and st["key_last4"] == key[-4:] and st["key_source"] == "config", st
     assert key not in json.dumps(st)
 
-    # Test connection (the button in the panel) against the sandbox
+    # Test connection (the button in the panel) against the sandbox: first with a wrong key (rejected), then Save
+    # the right one: the Test line follows by itself (no stale "rejected" next to a good key)
+    wrong = "rf_wrong_" + secrets.token_hex(8)
+    box.fill(wrong)
+    row.locator("button[type=submit]").click()
+    ui.page.wait_for_function("([el, tail]) => el.textContent.includes(tail)", arg=[status.element_handle(),
+                                                                                   wrong[-4:]])
     test_row = ui.page.locator('[data-runflow-setting="test_connection"]')
     test_row.locator("button").click()
     test_status = ui.page.locator('[data-runflow-setting-status="test_connection"]')
-    ui.page.wait_for_function("(el) => el.classList.contains('is-ok') || el.classList.contains('is-error')",
-                              arg=test_status.element_handle())
-    assert "is-ok" in test_status.get_attribute("class"), test_status.inner_text()
+    ui.page.wait_for_function("(el) => el.classList.contains('is-error')", arg=test_status.element_handle())
+    assert wrong[-4:] in test_status.inner_text() or "reject" in test_status.inner_text().lower(), \
+        test_status.inner_text()
+    box.fill(key)
+    row.locator("button[type=submit]").click()
+    ui.page.wait_for_function("(el) => el.classList.contains('is-ok')", arg=test_status.element_handle(),
+                              timeout=15_000)
     assert "accepted" in test_status.inner_text() and key not in test_status.inner_text()
     ui.page.keyboard.press("Escape")
     ui.page.locator('[data-runflow-setting="api_key"]').wait_for(state="detached")
