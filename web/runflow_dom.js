@@ -88,6 +88,7 @@ const CSS = `
 .runflow-picker .runflow-status { flex: 0 0 auto; font-size: 11px; line-height: 14px; padding: 0 2px; }
 .runflow-picker .runflow-status > div { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; min-height: 14px;
   max-width: 100%; width: fit-content; pointer-events: auto; }
+.runflow-picker .runflow-status > div[data-runflow-error] { white-space: normal; max-height: 42px; }
 .runflow-picker .runflow-cost { color: var(--input-text, #ddd); }
 .runflow-picker .runflow-last { color: var(--runflow-muted); }
 .runflow-picker .runflow-warn { color: #e8a33d; }

@@ -12,7 +12,7 @@ const DEFAULT_NODE_WIDTH = 380;
 export const MIN_NODE_WIDTH = 340; // below this the picker's labels would shrink under ~10 px
 // Rarely changed inputs: folded away (frontends with "advanced" widgets: node menu → Show Advanced). The Python node
 // flags them too (INPUT_TYPES "advanced"); older frontends only read that into widget.options, so set it here.
-export const ADVANCED_WIDGETS = Object.freeze(["upload_format", "callback_url", "metadata", "max_concurrent"]);
+export const ADVANCED_WIDGETS = Object.freeze(["upload_format", "callback_url", "metadata", "max_concurrent", "show_preview"]);
 const POLL_MS = 500; // fallback for value changes that bypass widget callbacks (e.g. some Vue-renderer paths)
 
 export const PICKERS = new Set();
@@ -491,11 +491,19 @@ class PosePicker {
 
     // Line 2: what the last run reported (ui.runflow).
     const info = this.lastRun;
+    this.lastEl.classList.toggle("runflow-warn", !!info?.error);
     if (!info) {
       this.lastEl.textContent = "";
       this.lastEl.title = "";
       return;
     }
+    if (info.error) {
+      this.lastEl.textContent = info.error;
+      this.lastEl.title = info.error;
+      this.lastEl.setAttribute("data-runflow-error", "");
+      return;
+    }
+    this.lastEl.removeAttribute("data-runflow-error");
     const parts = [];
     if (info.status) parts.push(String(info.status));
     if (info.spent_usd != null) parts.push(tr("last.spent", { amount: PM.formatUsd(info.spent_usd) }));
@@ -513,6 +521,12 @@ class PosePicker {
       this.flashText = "";
       guard("picker status", () => this.renderStatus(this.state()));
     }, 2500);
+    this.renderStatus(this.state());
+  }
+
+  /** The last run failed or was cancelled: its message on the status line (kept until the next result). */
+  showError(message) {
+    this.lastRun = { error: String(message) };
     this.renderStatus(this.state());
   }
 

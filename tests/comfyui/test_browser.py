@@ -72,9 +72,9 @@ SINGLE, TURNAROUND, SHEET = "RunflowMultiAngles", "RunflowMultiAnglesTurnaround"
 # control_after_generate combo, whose *name* depends on the frontend (see test_nodes_registered_and_created).
 WIDGETS = {
     SINGLE: ["view", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio", "seed", "<control>",
-             "image_url", "upload_format", "callback_url", "metadata"],
+             "image_url", "upload_format", "callback_url", "metadata", "show_preview"],
     TURNAROUND: ["views", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio", "seed", "<control>",
-                 "max_concurrent", "image_url", "upload_format"],
+                 "max_concurrent", "image_url", "upload_format", "show_preview"],
     SHEET: ["columns", "cell_size"],
 }
 PICKER_WIDGET = "pose_picker"
@@ -565,7 +565,7 @@ def test_node_initial_size(frontend, ui, renderer):
                   ".map((n) => n.size.map(Math.round))", [single, turn])
     FIGURES[f"browser tier: fe {frontend.version} {renderer}: new node size (single, turnaround)"] = str(sizes)
     folds = not (frontend.version == PINNED and renderer == "vue")  # 1.27's Vue nodes have no advanced widgets
-    for (w, h), node_id in zip(sizes, (single, turn)):
+    for (w, h), node_id in zip(sizes, (single, turn), strict=True):
         assert 340 <= w <= 440, sizes
         if folds:
             assert h <= 620, f"node {node_id} starts {w}x{h}"
