@@ -161,7 +161,10 @@ def test_pack_imports_with_exact_node_definitions(comfy):
     # widget order is what saved UI workflows depend on
     assert list(single["required"]) == ["view", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio",
                                         "seed"]
-    assert list(single["optional"]) == ["image", "image_url", "upload_format", "callback_url", "metadata"]
+    assert list(single["optional"]) == ["image", "image_url", "upload_format", "callback_url", "metadata",
+                                        "show_preview"]  # added later: last, so saved widget values keep their place
+    advanced = {n for n, spec in single["optional"].items() if (spec[1] if len(spec) > 1 else {}).get("advanced")}
+    assert advanced == {"upload_format", "callback_url", "metadata", "show_preview"}
     turn = info["RunflowMultiAnglesTurnaround"]
     assert combo(turn["input"]["required"]["angle"]) == ANGLES
     assert combo(turn["input"]["required"]["shot"]) == SHOTS
@@ -352,7 +355,7 @@ def test_error_local_input_rejected_before_anything_is_sent(comfy, rf_sandbox, g
     msg = error_message(entry)
     one_line(msg)
     assert messages(entry)["execution_error"]["exception_type"] == "runflow.InputError"
-    assert "http(s)" in msg and "file" in msg, msg
+    assert "a file on this computer" in msg and "Load Image" in msg, msg
     assert d.runs == 0 and d.uploads == 0 and d.requests == 0
 
 
