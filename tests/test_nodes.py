@@ -50,7 +50,7 @@ def test_contract_of_the_single_node():
     for name, cls in NODE_CLASS_MAPPINGS.items():
         assert not getattr(cls, "OUTPUT_NODE", False), "an unconnected node must never run"
         assert not hasattr(cls, "IS_CHANGED"), "ComfyUI's own cache must keep working"
-        if name != "RunflowContactSheet":  # the paid nodes wait on the network: async, so they run concurrently
+        if name not in ("RunflowContactSheet", "RunflowPoseToPrompt"):  # paid nodes wait on the network: async
             assert asyncio.iscoroutinefunction(getattr(cls, cls.FUNCTION))
 
 

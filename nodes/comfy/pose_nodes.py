@@ -41,6 +41,21 @@ def turnaround_poses(views: list[str], angle: str, shot: str, poses=None) -> lis
     return parse_pose_list(poses, {"angle": angle, "shot": shot})
 
 
+def pose_info(readings: list[PoseReading]) -> tuple[list[str], dict[str, dict]]:
+    """What the node says about connected poses: status notes (which pose was used when one was snapped, clamped or
+    filled in), and per pose (``JobSpec.pose`` text) the run_info fields ``pose_input`` {form, snapped, note}."""
+    notes, extra = [], {}
+    for r in readings:
+        if r.form == "widgets":
+            continue
+        extra[str(r.pose)] = {"pose_input": {"form": r.form, "snapped": r.snapped, "note": r.note}}
+        if r.snapped or r.note:
+            notes.append(f"pose used: {r.pose}" + (f" ({r.note})" if r.note else ""))
+    if len(notes) > 3:  # a long pose list: the first ones, then a count (run_info has every one)
+        notes = notes[:3] + [f"… {len(notes) - 3} more poses snapped or filled in (see run_info pose_input)"]
+    return notes, extra
+
+
 class RunflowPoseToPrompt:
     """view/angle/shot -> "<sks> view angle shot", camera_info, pose JSON. Free and local."""
 

@@ -1,0 +1,142 @@
+"""Issue 13 through the node classes over real HTTP to the sandbox: connected poses (the peers' real outputs),
+re-roll (bills exactly the re-rolled views, earlier takes are free), and receipts (the ledger vs the sandbox's own
+billing record, across a restart)."""
+
+import asyncio
+import json
+
+import pytest
+
+from nodes.comfy.nodes import (
+    NODE_CLASS_MAPPINGS,
+    NODE_DISPLAY_NAME_MAPPINGS,
+    RunflowMultiAngles,
+    RunflowMultiAnglesTurnaround,
+)
+from nodes.core.config import user_dir
+from nodes.core.pose_camera import angles_to_camera
+from nodes.core.spend import Ledger
+from nodes.runflow import errors as E
+from nodes.runflow.contract import VIEWS
+from tests.test_nodes import KW, TKW, image
+
+# What jtydhr88/ComfyUI-qwenmultiangle 0.6.1 really emits: its prompt string and its _build_camera_info dict
+# (horizontal 90, vertical 0, zoom 5 -> "<sks> right side view eye-level shot medium shot", d = 2.6 - 1.0 = 1.6).
+PEER_PROMPT = "<sks> back-left quarter view elevated shot close-up"
+PEER_CAMERA = {"position": {"x": 1.6, "y": 0.5, "z": 9.797174393178826e-17}, "target": {"x": 0, "y": 0.5, "z": 0},
+               "zoom": 1, "cameraType": "perspective"}
+# ComfyUI's Load3D camera_info after orbiting a model (three.js OrbitControls, Y up): a little left of the back.
+LOAD3D_CAMERA = {"position": {"x": -3.1, "y": 1.2, "z": -7.4}, "target": {"x": 0, "y": 0, "z": 0}, "zoom": 1,
+                 "cameraType": "perspective"}
+
+
+def single(**kw):
+    return asyncio.run(RunflowMultiAngles().execute(**{**KW, **kw}))
+
+
+def turnaround(**kw):
+    return asyncio.run(RunflowMultiAnglesTurnaround().execute(**{**TKW, **kw}))
+
+
+def sent(sandbox, info: str) -> list[dict]:
+    return [sandbox.runs[i["run_id"]]["input"] for i in json.loads(info)]
+
+
+def test_the_free_node_is_registered_and_the_new_inputs_are_optional():
+    assert "RunflowPoseToPrompt" in NODE_CLASS_MAPPINGS and "RunflowPoseToPrompt" in NODE_DISPLAY_NAME_MAPPINGS
+    opt = RunflowMultiAngles.INPUT_TYPES()["optional"]
+    assert opt["pose"] == ("STRING", opt["pose"][1]) and opt["pose"][1]["forceInput"] is True
+    assert opt["camera_info"][0] == "LOAD3D_CAMERA"
+    topt = RunflowMultiAnglesTurnaround.INPUT_TYPES()["optional"]
+    assert topt["pose"][1]["forceInput"] is True
+    assert topt["reroll"][0] == "STRING" and topt["take"][0] == "INT" and topt["take"][1]["default"] == 0
+
+
+def test_a_connected_peer_prompt_sets_the_pose_sent(sandbox_env):
+    _, _, info = single(image=image(), pose=PEER_PROMPT)["result"]
+    got = sent(sandbox_env, info)[0]
+    assert (got["view"], got["angle"], got["shot"]) == ("back-left quarter view", "elevated shot", "close-up")
+    row = json.loads(info)[0]
+    assert row["pose"] == "back-left quarter view · elevated shot · close-up"
+    assert row["pose_input"]["form"] == "words" and row["pose_input"]["snapped"] is False
+
+
+def test_a_peer_camera_info_and_a_load3d_camera_are_snapped_and_said(sandbox_env):
+    _, _, info = single(image=image(), camera_info=PEER_CAMERA)["result"]
+    assert (sent(sandbox_env, info)[0]["view"], sent(sandbox_env, info)[0]["shot"]) == ("right side view",
+                                                                                          "medium shot")
+    _, _, info = single(image=image(), camera_info=LOAD3D_CAMERA)["result"]
+    row = json.loads(info)[0]
+    assert sent(sandbox_env, info)[0]["view"] == "back-left quarter view"  # azimuth ~203 degrees
+    assert row["pose_input"]["form"] == "camera" and row["pose_input"]["snapped"] is True
+    assert row["pose_input"]["note"]
+
+
+def test_a_bad_pose_costs_nothing(sandbox_env):
+    with pytest.raises(E.InputError, match="accepted pose forms"):
+        single(image=image(), pose="sideways please")
+    with pytest.raises(E.InputError, match="both pose and camera_info"):
+        single(image=image(), pose=PEER_PROMPT, camera_info=PEER_CAMERA)
+    assert sandbox_env.created_runs == 0 and sandbox_env.uploads == 0
+
+
+def test_a_pose_list_selects_the_turnaround_poses(sandbox_env):
+    poses = "\n".join(["<sks> front view eye-level shot medium shot", "right side view, low-angle shot, wide shot",
+                       json.dumps({"horizontal_angle": 180, "vertical_angle": 50, "zoom": 9}),
+                       json.dumps(angles_to_camera(270, 0, 5))])
+    _, labels, _, info, _ = turnaround(image=image(), pose=poses)["result"]
+    assert labels == ["front view", "right side view", "back view", "left side view"]
+    got = [(s["view"], s["angle"], s["shot"]) for s in sent(sandbox_env, info)]
+    assert got == [("front view", "eye-level shot", "medium shot"), ("right side view", "low-angle shot", "wide shot"),
+                   ("back view", "high-angle shot", "close-up"), ("left side view", "eye-level shot", "medium shot")]
+    assert sandbox_env.created_runs == 4
+
+
+def test_reroll_bills_exactly_the_rerolled_views_and_earlier_takes_are_free(sandbox_env):
+    turnaround(image=image())
+    assert sandbox_env.billable_runs() == 8
+    sandbox_env.reset_stats()
+    # re-roll the back view: one run, the 7 others from the cache
+    _, labels, _, info, _ = turnaround(image=image(), reroll="back view", take=1)["result"]
+    assert labels == list(VIEWS)
+    assert sandbox_env.created_runs == 1 and sandbox_env.billable_runs() == 1
+    rows = {r["label"]: r for r in json.loads(info)}
+    assert rows["back view"]["from_cache"] is False and rows["back view"]["take"] == 1
+    assert all(rows[v]["from_cache"] for v in VIEWS if v != "back view")
+    # two views at take 2: two runs
+    turnaround(image=image(), reroll="back, left side view", take=2)
+    assert sandbox_env.created_runs == 3 and sandbox_env.billable_runs() == 3
+    # back to take 1 and to the original (take 0): free
+    sandbox_env.reset_stats()
+    turnaround(image=image(), reroll="back view", take=1)
+    turnaround(image=image(), reroll="back view", take=0)
+    turnaround(image=image())
+    assert sandbox_env.created_runs == 0 and sandbox_env.billable_runs() == 0
+
+
+def test_reroll_of_a_view_not_rendered_is_refused_before_anything_is_sent(sandbox_env):
+    with pytest.raises(E.InputError, match="reroll names back view, which this node does not render"):
+        turnaround(image=image(), views="front view", reroll="back view", take=1)
+    with pytest.raises(E.InputError, match="unknown 'bak'"):
+        turnaround(image=image(), reroll="bak", take=1)
+    assert sandbox_env.created_runs == 0 and sandbox_env.uploads == 0
+
+
+def test_the_ledger_matches_the_sandbox_billing_record_and_survives_a_restart(sandbox_env):
+    sandbox_env.next_runs(status="failed", failure_code="SANDBOX_FORCED_FAILURE", failure_message="boom", times=1)
+    with pytest.raises(E.PartialFailure):
+        turnaround(image=image(), views="front view, back view, left side view")
+    turnaround(image=image(), views="front view, back view, left side view")  # re-runs the failed one only
+    turnaround(image=image(), views="front view, back view, left side view", reroll="front", take=1)
+    receipts = Ledger(user_dir() / "ledger.jsonl").read()  # a new reader = what a restarted process sees
+    runs = sandbox_env.runs
+    made = [r for r in receipts if not r.from_cache]
+    assert {r.run_id for r in made} == set(runs)
+    for r in made:
+        record = runs[r.run_id]
+        assert r.status == record["status_code"]
+        assert r.cost_usd == float(record["cost"])  # what Runflow's run record says, failed = 0.00
+    assert sum(r.billed_usd for r in receipts) == pytest.approx(sum(float(x["cost"]) for x in runs.values()))
+    assert sum(r.billed_usd for r in receipts) == pytest.approx(0.20 * sandbox_env.billable_runs())
+    hits = [r for r in receipts if r.from_cache]
+    assert len(hits) == 2 + 2 and all(r.billed_usd == 0 for r in hits)
