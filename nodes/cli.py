@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
     p.add_argument("--cache-info", action="store_true", help="print where the result cache is and its size, then exit")
     p.add_argument("--clear-cache", action="store_true", help="delete every cached result, then exit")
+    p.add_argument("--ledger", action="store_true", help="print what Runflow billed (today, this month), then exit")
+    p.add_argument("--csv", action="store_true", help="with --ledger: every receipt as CSV")
     p.add_argument("--sandbox", action="store_true", help="use the built-in Runflow sandbox (offline, free)")
     p.add_argument("--sandbox-seconds", type=float, default=2.0, help="sandbox run time per render (default 2)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan and cost; create nothing")
@@ -170,6 +172,11 @@ def write_sheet(results: list[ItemResult], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.ledger:
+        from .core.receipts import cli_ledger
+
+        sys.stdout.write(cli_ledger(args.csv).rstrip("\n") + "\n")
+        return 0
     if args.cache_info or args.clear_cache:
         from .core.cache import ResultCache
 

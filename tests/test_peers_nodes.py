@@ -3,8 +3,11 @@ re-roll (bills exactly the re-rolled views, earlier takes are free), and receipt
 billing record, across a restart)."""
 
 import asyncio
+import csv
+import io
 import json
 
+import httpx
 import pytest
 
 from nodes.comfy.nodes import (
@@ -19,6 +22,7 @@ from nodes.core.spend import Ledger
 from nodes.runflow import errors as E
 from nodes.runflow.contract import VIEWS
 from tests.test_nodes import KW, TKW, image
+from tests.test_push_and_routes import server  # noqa: F401, F811 - the routes on a live aiohttp server
 
 # What jtydhr88/ComfyUI-qwenmultiangle 0.6.1 really emits: its prompt string and its _build_camera_info dict
 # (horizontal 90, vertical 0, zoom 5 -> "<sks> right side view eye-level shot medium shot", d = 2.6 - 1.0 = 1.6).
@@ -140,3 +144,46 @@ def test_the_ledger_matches_the_sandbox_billing_record_and_survives_a_restart(sa
     assert sum(r.billed_usd for r in receipts) == pytest.approx(0.20 * sandbox_env.billable_runs())
     hits = [r for r in receipts if r.from_cache]
     assert len(hits) == 2 + 2 and all(r.billed_usd == 0 for r in hits)
+
+
+def test_ledger_routes_summary_and_csv_match_the_sandbox(sandbox_env, server):  # noqa: F811
+    from nodes.core import receipts
+
+    turnaround(image=image(), views="front view, back view")
+    turnaround(image=image(), views="front view, back view")  # 2 cache hits
+    with httpx.Client(base_url=server, trust_env=False) as c:
+        data = c.get("/runflow/ledger").json()
+        csv_reply = c.get("/runflow/ledger.csv")
+    billed = sum(float(x["cost"]) for x in sandbox_env.runs.values())
+    for period in ("today", "month", "all"):
+        assert data[period]["runs"] == 2 and data[period]["cache_hits"] == 2
+        assert data[period]["billed_usd"] == pytest.approx(billed) and data[period]["billed"] == "$0.40"
+    assert str(user_dir()) not in json.dumps(data)  # no filesystem paths
+    assert csv_reply.headers["content-type"].startswith("text/csv")
+    assert "attachment" in csv_reply.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(csv_reply.text)))
+    assert [r["from_cache"] for r in rows] == ["False", "False", "True", "True"]
+    assert {r["run_id"] for r in rows} == set(sandbox_env.runs)
+    assert sum(float(r["billed_usd"]) for r in rows) == pytest.approx(billed)
+    assert tuple(rows[0]) == receipts.CSV_COLUMNS
+
+
+def test_cli_ledger_summary_and_csv(sandbox_env, capsys):
+    from nodes import cli
+
+    turnaround(image=image(), views="back view")
+    assert cli.main(["--ledger"]) == 0
+    out = capsys.readouterr().out
+    assert "today: $0.20 billed by Runflow · 1 run · 0 from cache" in out
+    assert cli.main(["--ledger", "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("time_utc,label,pose,status,billed_usd") and len(lines) == 2
+    assert ",back view," in lines[1] and ",0.2," in lines[1]
+
+
+def test_the_node_status_says_what_runflow_billed(sandbox_env):
+    out = turnaround(image=image(), views="front view, back view")
+    assert out["ui"]["runflow"][0]["receipt"] == "receipt: Runflow billed $0.40 for 2 runs · today $0.40"
+    out = turnaround(image=image(), views="front view, back view, left side view")
+    assert out["ui"]["runflow"][0]["receipt"] == ("receipt: Runflow billed $0.20 for 1 run · 2 from cache $0.00 · "
+                                                   "today $0.60")

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import json
 
-from ..core import codec
+from ..core import codec, receipts
 from ..core.config import load_settings
 from ..core.runner import ItemResult, Runner
 from ..core.session import process_session
@@ -59,6 +59,7 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
         raise
     finally:
         ticker.cancel()
+    status.receipt = _receipt(results, runner)
     _raise_failures(results, status, runner)
     batch, note = await asyncio.to_thread(codec.fit_batch, [r.decoded for r in results])
     if note:
@@ -68,7 +69,17 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
     extra = extra or {}
     info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **({"take": r.spec.take} if r.spec.take else {}),
                         **extra.get(r.spec.pose, {}), **r.info} for r in results], indent=1)
-    return Outcome(batch, results, urls, info, await _ui(batch, results, note, session.totals.spent_usd))
+    ui = await _ui(batch, results, note, session.totals.spent_usd)
+    ui["runflow"][0]["receipt"] = status.receipt
+    return Outcome(batch, results, urls, info, ui)
+
+
+def _receipt(results: list[ItemResult], runner: Runner) -> str:
+    try:
+        today = receipts.summary(runner.ledger)["today"]
+    except OSError:  # an unreadable ledger must not lose the result the user paid for
+        today = None
+    return receipts.run_receipt(results, today)
 
 
 def _raise_failures(results: list[ItemResult], status: Status, runner: Runner) -> None:

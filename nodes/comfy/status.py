@@ -24,6 +24,7 @@ class Status:
         self.plan_line = ""
         self.final: str | None = None  # the last word (done / error / cancelled), kept when notes are added
         self.notes: list[str] = []  # input handling worth knowing (downscaled, alpha composited): always shown
+        self.receipt = ""  # after a run: what Runflow's run records say it cost (core.receipts.run_receipt)
         self.node_id = adapter.context()[1]
         self.bar = adapter.ProgressBar(total * self.STEPS, self.node_id)
 
@@ -54,6 +55,7 @@ class Status:
         if self.plan_line and not final:
             lines.append(self.plan_line)
         lines.append(f"session total ${self.totals.spent_usd:.2f} ({self.totals.runs} runs)")
+        lines += [self.receipt] if self.receipt else []
         lines += [f"note: {n}" for n in self.notes]
         adapter.status_text("\n".join(lines), self.node_id)
 
