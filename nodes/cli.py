@@ -144,6 +144,8 @@ def write_results(results: list[ItemResult], out: Path, runner: Runner) -> int:
     if len(written) > 1:
         sheet = write_sheet([r for r in results if r.data is not None], out / "contact_sheet.png")
         print(sheet)
+        for path in write_turntables(results, out):
+            print(path)
     made, hits = runner.stats["created"], runner.stats["cache_hits"]
     simulated = " (sandbox: simulated, nothing billed)" if os.environ.get("RUNFLOW_SANDBOX") else ""
     print(f"{len(written)} images in {out}/ · {cost_line(made, hits)} · spent ${runner.stats['spent_usd']:.2f}"
@@ -167,6 +169,13 @@ def write_sheet(results: list[ItemResult], path: Path) -> Path:
     grid = contact_sheet([codec.decode(r.data) for r in results], [r.spec.view for r in results], cell=320)
     Image.fromarray(grid).save(path)
     return path
+
+
+def write_turntables(results: list[ItemResult], out: Path) -> list[Path]:
+    """turntable.webp next to the contact sheet (core.turntable): the views in orbit order, looping."""
+    from .core import codec, turntable
+
+    return turntable.write_turntables(results, out, codec.decode, lambda r: r.spec.label.rsplit("_", 1)[0])
 
 
 def main(argv: list[str] | None = None) -> int:
