@@ -70,7 +70,7 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
     info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **({"take": r.spec.take} if r.spec.take else {}),
                         **extra.get(r.spec.pose, {}), **r.info} for r in results], indent=1)
     ui = await _ui(batch, results, note, session.totals.spent_usd)
-    ui["runflow"][0]["receipt"] = status.receipt
+    ui["runflow"][0].update(receipt=status.receipt, notes=status.notes)
     return Outcome(batch, results, urls, info, ui)
 
 

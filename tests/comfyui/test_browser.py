@@ -535,8 +535,9 @@ def test_example_workflow(frontend, name, browser):
         assert result["queued"] == 200 and not result["body"].get("node_errors"), result["body"]
         entry = server.wait(result["body"]["prompt_id"], timeout=180)
         assert_success(entry)
-        outputs = [nid for nid, n in result["output"].items() if n["class_type"] in ("SaveImage", "PreviewImage")]
-        assert outputs, "the example has no SaveImage/PreviewImage"
+        outputs = [nid for nid, n in result["output"].items()
+                   if n["class_type"] in ("SaveImage", "PreviewImage", "SaveAnimatedWEBP")]
+        assert outputs, "the example has no SaveImage/PreviewImage/SaveAnimatedWEBP"
         for nid in outputs:
             files = server.output_files(entry, nid)
             assert files and all(f.is_file() and f.stat().st_size > 0 for f in files), (nid, entry.get("outputs"))

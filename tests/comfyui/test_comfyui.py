@@ -26,7 +26,7 @@ VIEWS = ["front view", "front-right quarter view", "right side view", "back-righ
 ANGLES = ["low-angle shot", "eye-level shot", "elevated shot", "high-angle shot"]
 SHOTS = ["close-up", "medium shot", "wide shot"]
 ASPECT_RATIOS = ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9"]
-NODES = ["RunflowMultiAngles", "RunflowMultiAnglesTurnaround", "RunflowContactSheet"]
+NODES = ["RunflowMultiAngles", "RunflowMultiAnglesTurnaround", "RunflowContactSheet", "RunflowPoseToPrompt"]
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
@@ -160,7 +160,8 @@ def test_pack_imports_with_exact_node_definitions(comfy):
     # widget order is what saved UI workflows depend on
     assert list(single["required"]) == ["view", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio",
                                         "seed"]
-    assert list(single["optional"]) == ["image", "image_url", "upload_format", "callback_url", "metadata"]
+    assert list(single["optional"]) == ["image", "image_url", "upload_format", "callback_url", "metadata", "pose",
+                                        "camera_info"]
     turn = info["RunflowMultiAnglesTurnaround"]
     assert combo(turn["input"]["required"]["angle"]) == ANGLES
     assert combo(turn["input"]["required"]["shot"]) == SHOTS
@@ -567,7 +568,7 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
 def test_example_workflows_are_listed_and_run(comfy, rf_sandbox, good_settings, figures):
     templates = comfy.get("/api/workflow_templates").json()
     names = sorted(templates.get(PACK_NAME, []))
-    assert names == ["runflow_multi_angles", "runflow_turnaround"], templates
+    assert names == ["runflow_multi_angles", "runflow_turnaround", "runflow_turntable"], templates
     info = comfy.get("/object_info").json()
     for name in names:
         r = comfy.get(f"/api/workflow_templates/{PACK_NAME}/{name}.json")
@@ -583,7 +584,19 @@ def test_example_workflows_are_listed_and_run(comfy, rf_sandbox, good_settings, 
         assert_success(entry)
         figures[f"example workflow {name}: queue -> done"] = f"{wall:.2f} s, {d.runs} runs, {d.uploads} uploads"
         kinds = {n["class_type"] for n in prompt.values()}
-        if "RunflowMultiAnglesTurnaround" in kinds:
+        if "SaveAnimatedWEBP" in kinds:
+            # the turntable reuses the turnaround example's 8 views (same image, pose, seed): all from the cache
+            assert d.runs == 0 and d.uploads == 0
+            (save_id,) = [nid for nid, n in prompt.items() if n["class_type"] == "SaveAnimatedWEBP"]
+            (webp,) = comfy.output_files(entry, save_id)
+            from PIL import Image
+
+            with Image.open(webp) as im:
+                assert im.n_frames == 8 and im.info["loop"] == 0
+                im.load()
+                assert im.info["duration"] == 400  # fps 2.5: one turn in 3.2 s
+            figures["example workflow runflow_turntable: webp"] = f"{webp.stat().st_size // 1024} KB, 8 frames"
+        elif "RunflowMultiAnglesTurnaround" in kinds:
             # the single-view example (run just before: names are sorted) already paid for "right side view" of
             # example.png with the same pose and seed: the turnaround takes that one from the result cache
             assert sorted(rf_sandbox.runs[i]["input"]["view"] for i in d.new_ids()) == \
