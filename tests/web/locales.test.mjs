@@ -29,6 +29,8 @@ const NODES = {
       "callback_url",
       "metadata",
       "upload_format",
+      "pose",
+      "camera_info",
     ],
     outputs: ["image", "urls", "run_info"],
   },
@@ -45,8 +47,15 @@ const NODES = {
       "image",
       "image_url",
       "upload_format",
+      "pose",
+      "reroll",
+      "take",
     ],
     outputs: ["images", "labels", "urls", "run_info", "image_list"],
+  },
+  RunflowPoseToPrompt: {
+    inputs: ["view", "angle", "shot"],
+    outputs: ["lora_prompt", "camera_info", "pose"],
   },
 };
 
