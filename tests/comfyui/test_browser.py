@@ -687,7 +687,7 @@ def test_screenshots(frontend, browser, bsandbox):
 def _wait_text(ui, locator, pattern: str, timeout: float = 5.0) -> str:
     ui.page.wait_for_function("([el, re]) => new RegExp(re).test(el.textContent)", arg=[locator.element_handle(),
                               pattern], timeout=timeout * 1000)
-    return locator.inner_text()
+    return locator.text_content()
 
 
 @renderer_params()
@@ -711,7 +711,7 @@ def test_picker_reroll(frontend, ui, renderer):
     assert _wait_text(ui, cost, "^re-roll back view: 1 run") == "re-roll back view: 1 run × $0.20 = $0.20"
     picker.locator('[data-runflow-reroll="back view"]').click()  # another take of the same view
     assert (ui.widget_value(multi, "reroll"), ui.widget_value(multi, "take")) == ("back view", 2)
-    _wait_text(ui, picker.locator('[data-runflow-reroll="back view"]'), "^2$")
+    _wait_text(ui, picker.locator('[data-runflow-reroll="back view"] text'), "^2$")
     picker.locator('[data-runflow-reroll="left side view"]').click()
     assert (ui.widget_value(multi, "reroll"), ui.widget_value(multi, "take")) == ("back view, left side view", 2)
     _wait_text(ui, cost, "^re-roll back view, left side view: 2 runs × \\$0.20 = \\$0.40$")
