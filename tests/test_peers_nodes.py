@@ -142,6 +142,12 @@ def test_the_ledger_matches_the_sandbox_billing_record_and_survives_a_restart(sa
         assert r.cost_usd == float(record["cost"])  # what Runflow's run record says, failed = 0.00
     assert sum(r.billed_usd for r in receipts) == pytest.approx(sum(float(x["cost"]) for x in runs.values()))
     assert sum(r.billed_usd for r in receipts) == pytest.approx(0.20 * sandbox_env.billable_runs())
+    # the sandbox's own billing record: the same runs billed / not billed, with the same client_ref
+    billing = {b["run_id"]: b for b in sandbox_env.billing_record()}
+    assert set(billing) == {r.run_id for r in made}
+    for r in made:
+        assert billing[r.run_id]["billed"] == (r.billed_usd > 0) and billing[r.run_id]["client_ref"] == r.client_ref
+    assert sum(b["billed"] for b in billing.values()) == 4  # 3 views + the re-roll; the failed run is not billed
     hits = [r for r in receipts if r.from_cache]
     assert len(hits) == 2 + 2 and all(r.billed_usd == 0 for r in hits)
 
