@@ -271,6 +271,7 @@ function renderLedger() {
     });
     const notes = [text, tr("settings.ledgerTitle")];
     if (info.month.unreported) notes.push(tr("settings.ledgerUnreported", { n: info.month.unreported }));
+    if (info.month.not_runflow) notes.push(tr("settings.ledgerNotRunflow", { n: info.month.not_runflow }));
     setStatus(status, text, null, notes.join("\n"));
   })();
   return root;

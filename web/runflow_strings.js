@@ -80,6 +80,7 @@ export const EN = Object.freeze({
     ledgerInfo: "Today {today} ({todayRuns} runs) · this month {month} ({monthRuns} runs) · {hits} from cache this month",
     ledgerTitle: "What Runflow billed, from its run records. Cache hits cost $0.00.",
     ledgerUnreported: "{n} runs this month had no reported cost",
+    ledgerNotRunflow: "{n} runs this month went to a sandbox or another API URL (not real money)",
     ledgerExport: "Export CSV",
   },
 });

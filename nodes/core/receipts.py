@@ -34,6 +34,7 @@ class Period:
     cache_hits: int = 0
     failed: int = 0  # runs that ended failed/cancelled
     unreported: int = 0  # runs whose record carried no cost
+    not_runflow: int = 0  # runs on the sandbox or another API URL: not real money (still listed, per their records)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "billed_usd": round(self.billed_usd, 4), "billed": format_usd(self.billed_usd)}
@@ -44,7 +45,8 @@ def _period(receipts: list[Receipt]) -> Period:
     return Period(runs=len(made), billed_usd=sum(r.billed_usd for r in made),
                   cache_hits=len(receipts) - len(made),
                   failed=sum(1 for r in made if r.status not in ("succeeded", "partial_succeeded", "unknown")),
-                  unreported=sum(1 for r in made if r.cost_usd is None))
+                  unreported=sum(1 for r in made if r.cost_usd is None),
+                  not_runflow=sum(1 for r in made if r.api != "runflow"))
 
 
 def day_start(now: float) -> float:
@@ -89,7 +91,8 @@ def summary_text(data: dict) -> str:
     for name, key in (("today", "today"), ("this month", "month"), ("all time", "all")):
         p = data[key]
         extra = [f"{p['failed']} failed" if p["failed"] else "",
-                 f"{p['unreported']} without a reported cost" if p["unreported"] else ""]
+                 f"{p['unreported']} without a reported cost" if p["unreported"] else "",
+                 f"{p['not_runflow']} on a sandbox or other API (not real money)" if p["not_runflow"] else ""]
         lines.append(f"{name:>10}: {p['billed']} billed by Runflow · {p['runs']} run{'s' if p['runs'] != 1 else ''}"
                      f" · {p['cache_hits']} from cache ($0.00)" + "".join(f" · {x}" for x in extra if x))
     return "\n".join(lines)
