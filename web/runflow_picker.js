@@ -136,7 +136,8 @@ class PosePicker {
       angle: value("angle"),
       shot: value("shot"),
       linked: {
-        view: this.isLinked(this.multi ? "views" : "view"),
+        // Turnaround: a connected pose list replaces the views (nodes/comfy/pose_nodes.py turnaround_poses)
+        view: this.isLinked(this.multi ? "views" : "view") || (this.multi && this.isLinked("pose")),
         angle: this.isLinked("angle"),
         shot: this.isLinked("shot"),
       },
@@ -517,7 +518,7 @@ class PosePicker {
     if (info.session_total_usd != null) parts.push(tr("last.session", { amount: PM.formatUsd(info.session_total_usd) }));
     const text = `${tr("last.prefix")} ${parts.join(" · ")}`;
     this.lastEl.textContent = text;
-    this.lastEl.title = [text, info.cost_line, info.note].filter(Boolean).join("\n");
+    this.lastEl.title = [text, info.cost_line, info.receipt, ...(info.notes ?? []), info.note].filter(Boolean).join("\n");
   }
 
   flash(text) {
@@ -574,6 +575,10 @@ class PosePicker {
   }
 
   apply(hit) {
+    if (this.multi && (hit.kind === "view" || hit.kind === "views") && this.isLinked("pose")) {
+      this.flash(tr("picker.linked", { name: "pose" }));
+      return;
+    }
     if (hit.kind === "views") {
       this.setWidget("views", PM.formatViews(PM.VIEWS));
     } else if (hit.kind === "view" && this.multi) {
