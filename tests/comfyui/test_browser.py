@@ -721,6 +721,14 @@ def test_picker_reroll(frontend, ui, renderer):
     assert picker.locator("[data-runflow-reroll]").count() == 7
     inputs = ui.js("async () => (await app.graphToPrompt()).output")[multi]["inputs"]
     assert (inputs["reroll"], inputs["take"]) == ("left side view", 2)
+    # a connected pose list replaces the views: the picker says so and leaves `views` alone
+    lines = ui.add_node("PrimitiveStringMultiline", (1100, 60))  # clear of the Turnaround
+    ui.js("""([a, b]) => { const src = app.graph.getNodeById(Number(a)), dst = app.graph.getNodeById(Number(b));
+             src.connect(0, dst, dst.findInputSlot('pose')); }""", [lines, multi])
+    _wait_text(ui, cost, "come from a link")
+    views = ui.widget_value(multi, "views")
+    picker.locator('[data-runflow-view="front view"]').click()
+    assert ui.widget_value(multi, "views") == views
     assert_no_pack_errors(frontend, ui.tag)
 
 
