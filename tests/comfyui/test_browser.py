@@ -654,6 +654,7 @@ def test_screenshots(frontend, browser, bsandbox):
         assert picker.locator("[data-runflow-cost]").inner_text() == "re-roll back view: 1 run × $0.20 = $0.20"
 
     node_shot("classic", TURNAROUND, "picker_reroll.png", reroll_pose)
+    node_shot("vue", TURNAROUND, "picker_reroll_vue.png", reroll_pose, scale=1.4)
 
     # Settings → Runflow with the key configured (only its last 4 shown)
     page = UI(browser, server, frontend.errors, "test_screenshots[settings_runflow.png]", viewport=(1400, 900))
@@ -754,6 +755,9 @@ def test_picker_reroll_bills_one_run(frontend, ui, bsandbox):
     assert [i for i in bsandbox.runs if i not in before] == new  # the original take: from the cache
     ledger = frontend.server.get("/runflow/ledger").json()
     assert ledger["today"]["runs"] >= 1 and ledger["today"]["cache_hits"] >= 7
+    # the help panel's picture (web/docs/RunflowMultiAnglesTurnaround.md links images/picker_reroll.png)
+    r = frontend.server.get(f"/extensions/{PACK_NAME}/docs/images/picker_reroll.png")
+    assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n", r.status_code
     assert_no_pack_errors(frontend, ui.tag)
 
 
