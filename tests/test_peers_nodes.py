@@ -81,6 +81,10 @@ def test_a_bad_pose_costs_nothing(sandbox_env):
         single(image=image(), pose="sideways please")
     with pytest.raises(E.InputError, match="both pose and camera_info"):
         single(image=image(), pose=PEER_PROMPT, camera_info=PEER_CAMERA)
+    with pytest.raises(E.InputError, match="pose is empty"):  # connected but empty: never silently the widgets
+        single(image=image(), pose="")
+    with pytest.raises(E.InputError, match="pose list is empty"):
+        turnaround(image=image(), pose="\n# nothing\n")
     assert sandbox_env.created_runs == 0 and sandbox_env.uploads == 0
 
 

@@ -24,7 +24,7 @@ POSES_TOOLTIP = ("Optional: connect a pose list, one pose per line (any form the
 def node_pose(view: str, angle: str, shot: str, pose=None, camera_info=None) -> PoseReading:
     """The single node's pose: the widgets, or what a connected ``pose`` / ``camera_info`` says (not both)."""
     widgets = Pose(view, angle, shot)
-    connected = [v for v in (pose, camera_info) if v is not None and v != ""]
+    connected = [v for v in (pose, camera_info) if v is not None]  # connected but empty: an error, not the widgets
     if len(connected) > 1:
         raise InputError("both pose and camera_info are connected; connect one (which camera should be used?)")
     if not connected:
@@ -34,7 +34,7 @@ def node_pose(view: str, angle: str, shot: str, pose=None, camera_info=None) -> 
 
 def turnaround_poses(views: list[str], angle: str, shot: str, poses=None) -> list[PoseReading]:
     """The Turnaround's poses: each chosen view at the widgets' angle/shot, or a connected pose list."""
-    if poses is None or poses == "":
+    if poses is None:  # connected but empty is an error (parse_pose_list says so), never a silent fallback
         return [PoseReading(Pose(v, angle, shot), "widgets") for v in views]
     if isinstance(poses, dict):
         raise InputError(f"poses takes a list of poses, one per line, not one camera. {FORMS}")
