@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import time
 
 import pytest
@@ -58,3 +59,16 @@ class Item:  # the runner's ItemResult fields run_receipt reads
 ])
 def test_run_receipt_line(items, today, line):
     assert receipts.run_receipt(items, today) == line
+
+
+def test_read_since_reads_the_end_of_a_long_ledger_and_agrees_with_a_full_read(tmp_path):
+    now = time.mktime((2026, 12, 4, 15, 0, 0, 0, 0, -1))
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    lines = [r(time=now - 86400 * 30 + i * 60, run_id=f"run-{i}").__dict__ for i in range(30 * 24 * 60)]
+    with open(ledger.path, "w") as f:  # a month of one receipt a minute, then a torn last line
+        f.writelines(json.dumps(x) + "\n" for x in lines)
+        f.write('{"pose": "torn')
+    start = receipts.day_start(now)
+    assert receipts.read_since(ledger, start) == [x for x in ledger.read() if x.time >= start]
+    assert receipts.today(ledger, now)["runs"] == 15 * 60  # 00:00 .. 14:59
+    assert receipts.read_since(Ledger(tmp_path / "none.jsonl"), 0) == []

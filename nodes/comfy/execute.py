@@ -76,7 +76,7 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
 
 def _receipt(results: list[ItemResult], runner: Runner) -> str:
     try:
-        today = receipts.summary(runner.ledger)["today"]
+        today = receipts.today(runner.ledger)
     except OSError:  # an unreadable ledger must not lose the result the user paid for
         today = None
     return receipts.run_receipt(results, today)

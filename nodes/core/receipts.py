@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from dataclasses import asdict, dataclass
 
@@ -67,6 +68,53 @@ def summary(ledger: Ledger, now: float | None = None) -> dict:
     return {"today": _period([r for r in receipts if r.time >= today]).as_dict(),
             "month": _period([r for r in receipts if r.time >= month]).as_dict(),
             "all": _period(receipts).as_dict(), "receipts": len(receipts)}
+
+
+SLACK_S = 3600.0  # receipts are appended about in time order; concurrent writers may interleave by seconds
+_BLOCK = 1 << 16
+
+
+def read_since(ledger: Ledger, since: float) -> list[Receipt]:
+    """The receipts with ``time >= since``, reading the ledger backwards from its end and stopping one SLACK_S past
+    ``since``: the node's after-run line costs the same with a years-long ledger as with a fresh one."""
+    try:
+        with open(ledger.path, "rb") as f:
+            f.seek(0, 2)
+            pos, tail, lines = f.tell(), b"", []
+            while pos > 0:
+                step = min(_BLOCK, pos)
+                pos -= step
+                f.seek(pos)
+                chunk = f.read(step) + tail
+                parts = chunk.split(b"\n")
+                tail = parts.pop(0) if pos > 0 else b""  # maybe a partial line: finish it with the next block
+                lines = parts + lines
+                if pos > 0 and _oldest(parts) < since - SLACK_S:
+                    break
+    except FileNotFoundError:
+        return []
+    return [r for r in _parse(lines) if r.time >= since]
+
+
+def _parse(lines: list[bytes]) -> list[Receipt]:
+    out = []
+    for line in lines:
+        try:
+            out.append(Receipt(**json.loads(line)))
+        except (ValueError, TypeError):
+            continue  # blank, or a torn line of a crashed writer (as Ledger.read)
+    return out
+
+
+def _oldest(lines: list[bytes]) -> float:
+    times = [r.time for r in _parse(lines)]
+    return min(times) if times else float("inf")
+
+
+def today(ledger: Ledger, now: float | None = None) -> dict:
+    """Today's figures only (what the node shows after a run), from the end of the ledger."""
+    start = day_start(time.time() if now is None else now)
+    return _period(read_since(ledger, start)).as_dict()
 
 
 def _utc(t: float) -> str:
