@@ -266,6 +266,34 @@ function renderResultCache() {
   return root;
 }
 
+/** Settings → Runflow → Spending: today / this month per Runflow's run records (GET /runflow/ledger), CSV export. */
+function renderLedger() {
+  const { root, form, status } = settingRow("ledger");
+  const href = guard("ledger CSV address", () => api.apiURL("/runflow/ledger.csv")) ?? "/api/runflow/ledger.csv";
+  const link = html("a", { class: "runflow-link", href, download: "runflow-ledger.csv", "data-runflow-ledger-csv": "" }, tr("settings.ledgerExport"));
+  form.append(link);
+  (async () => {
+    const response = await guard("reading the ledger", () => api.fetchApi("/runflow/ledger", { cache: "no-store" }));
+    const info = response?.ok ? await readJson(response) : null;
+    if (!info?.today || !info?.month) {
+      setStatus(status, tr("settings.routesMissing", { detail: response ? `HTTP ${response.status}` : "no answer" }), "error");
+      return;
+    }
+    const text = tr("settings.ledgerInfo", {
+      today: info.today.billed,
+      todayRuns: info.today.runs,
+      month: info.month.billed,
+      monthRuns: info.month.runs,
+      hits: info.month.cache_hits,
+    });
+    const notes = [text, tr("settings.ledgerTitle")];
+    if (info.month.unreported) notes.push(tr("settings.ledgerUnreported", { n: info.month.unreported }));
+    if (info.month.not_runflow) notes.push(tr("settings.ledgerNotRunflow", { n: info.month.not_runflow }));
+    setStatus(status, text, null, notes.join("\n"));
+  })();
+  return root;
+}
+
 const SETTINGS = [
   {
     key: "ApiKey",
@@ -337,6 +365,10 @@ const SETTINGS = [
   {
     key: "TestConnection",
     render: renderTestConnection,
+  },
+  {
+    key: "Ledger",
+    render: renderLedger,
   },
   {
     key: "ResultCache",

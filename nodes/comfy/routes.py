@@ -92,6 +92,21 @@ def add_routes(routes) -> None:
         log.info("Runflow result cache cleared (%d results)", removed)
         return web.json_response({"removed": removed, **cache.stats()})
 
+    @routes.get("/runflow/ledger")
+    async def get_ledger(request):
+        from ..core import receipts
+
+        return web.json_response(receipts.summary(receipts.default_ledger()))
+
+    @routes.get("/runflow/ledger.csv")
+    async def get_ledger_csv(request):
+        from ..core import receipts
+
+        text = receipts.to_csv(receipts.default_ledger().read())
+        return web.Response(text=text, content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="runflow-ledger.csv"',
+                                     "Cache-Control": "no-store"})
+
     @routes.post(push.CALLBACK_PATH)
     async def post_callback(request):
         body = await request.read()

@@ -27,7 +27,7 @@ VIEWS = ["front view", "front-right quarter view", "right side view", "back-righ
 ANGLES = ["low-angle shot", "eye-level shot", "elevated shot", "high-angle shot"]
 SHOTS = ["close-up", "medium shot", "wide shot"]
 ASPECT_RATIOS = ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9"]
-NODES = ["RunflowMultiAngles", "RunflowMultiAnglesTurnaround", "RunflowContactSheet"]
+NODES = ["RunflowMultiAngles", "RunflowMultiAnglesTurnaround", "RunflowContactSheet", "RunflowPoseToPrompt"]
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
@@ -161,8 +161,8 @@ def test_pack_imports_with_exact_node_definitions(comfy):
     # widget order is what saved UI workflows depend on
     assert list(single["required"]) == ["view", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio",
                                         "seed"]
-    assert list(single["optional"]) == ["image", "image_url", "upload_format", "callback_url", "metadata",
-                                        "show_preview"]  # added later: last, so saved widget values keep their place
+    assert list(single["optional"]) == ["image", "image_url", "upload_format", "callback_url", "metadata", "pose",
+                                        "camera_info", "show_preview"]  # new inputs last: saved widget values keep
     advanced = {n for n, spec in single["optional"].items() if (spec[1] if len(spec) > 1 else {}).get("advanced")}
     assert advanced == {"upload_format", "callback_url", "metadata", "show_preview"}
     turn = info["RunflowMultiAnglesTurnaround"]
@@ -541,6 +541,7 @@ def test_eight_single_nodes_run_concurrently_with_one_upload(comfy, rf_sandbox, 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SINGLE_TEMPLATE = "Multi Angles - one new view"
 TURNAROUND_TEMPLATE = "Multi Angles - turnaround"
+TURNTABLE_TEMPLATE = "Multi Angles - turntable"
 
 
 def view_slug(view: str) -> str:
@@ -583,7 +584,7 @@ def test_example_workflows_are_listed_and_run(comfy, rf_sandbox, good_settings, 
     templates = comfy.get("/api/workflow_templates").json()
     names = sorted(templates.get(PACK_NAME, []))
     # the file names are the titles the Templates browser shows (frontends 1.27 and 1.58 list templates by file name)
-    assert names == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE], templates
+    assert names == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE, TURNTABLE_TEMPLATE], templates
     info = comfy.get("/object_info").json()
     for name in names:
         r = comfy.get(f"/api/workflow_templates/{PACK_NAME}/{name}.json")
@@ -599,7 +600,19 @@ def test_example_workflows_are_listed_and_run(comfy, rf_sandbox, good_settings, 
         assert_success(entry)
         figures[f"example workflow {name}: queue -> done"] = f"{wall:.2f} s, {d.runs} runs, {d.uploads} uploads"
         kinds = {n["class_type"] for n in prompt.values()}
-        if "RunflowMultiAnglesTurnaround" in kinds:
+        if "SaveAnimatedWEBP" in kinds:
+            # the turntable reuses the turnaround example's 8 views (same image, pose, seed): all from the cache
+            assert d.runs == 0 and d.uploads == 0
+            (save_id,) = [nid for nid, n in prompt.items() if n["class_type"] == "SaveAnimatedWEBP"]
+            (webp,) = comfy.output_files(entry, save_id)
+            from PIL import Image
+
+            with Image.open(webp) as im:
+                assert im.n_frames == 8 and im.info["loop"] == 0
+                im.load()
+                assert im.info["duration"] == 400  # fps 2.5: one turn in 3.2 s
+            figures["example workflow turntable: webp"] = f"{webp.stat().st_size // 1024} KB, 8 frames"
+        elif "RunflowMultiAnglesTurnaround" in kinds:
             # the single-view example (run just before: names are sorted) already paid for "right side view" of
             # example.png with the same pose and seed: the turnaround takes that one from the result cache
             assert sorted(rf_sandbox.runs[i]["input"]["view"] for i in d.new_ids()) == \
