@@ -64,7 +64,7 @@ def test_folder_pose_grid_review_files_and_free_rerun(env, tmp_path, capsys):
     files = sorted(p.name for p in (out / "shoes-p000").iterdir())
     assert "back-view_elevated-shot_medium-shot.webp" in files and "contact_sheet.png" in files
     with Image.open(out / "shoes-p000" / "turntable.webp") as tt:
-        assert tt.n_frames == 2  # the views of the first angle/shot, in view order
+        assert tt.n_frames == 4  # one orbit (front, back) per angle
     s = summary(out)
     assert s["totals"]["created"] == 12 and s["totals"]["uploads"] == 3  # one upload per unique source
     assert {r["status"] for r in s["renders"]} == {"done"} and all(r["run_id"] for r in s["renders"])
@@ -92,7 +92,7 @@ def test_manifest_with_bad_rows_spends_nothing_unless_skipped(env, tmp_path, cap
     err = capsys.readouterr().err
     assert "3 bad rows; nothing was created" in err
     assert "line 3: " in err and "missing.png: no such file" in err
-    assert "line 4: views: unknown 'top view'" in err and "line 5: " in err and "http(s)" in err
+    assert "line 4: views: unknown 'top view'" in err and "line 5: " in err and "https://" in err
     assert "line 2" not in err and "line 6" not in err
     assert env.stats()["created_runs"] == 0 and env.stats()["uploads"] == 0 and not out.exists()
 

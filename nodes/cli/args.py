@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
     p.add_argument("--cache-info", action="store_true", help="print where the result cache is and its size, then exit")
     p.add_argument("--clear-cache", action="store_true", help="delete every cached result, then exit")
+    p.add_argument("--ledger", action="store_true", help="print what Runflow billed (today, this month), then exit")
+    p.add_argument("--csv", action="store_true", help="with --ledger: every receipt as CSV")
     p.add_argument("--sandbox", action="store_true", help="use the built-in Runflow sandbox (offline, free)")
     p.add_argument("--sandbox-seconds", type=float, default=2.0, help="sandbox run time per render (default 2)")
     p.add_argument("--dry-run", action="store_true",

@@ -175,6 +175,11 @@ def report(review: Review, runner: Runner, limiter: AdaptiveLimiter, budget: Bud
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.ledger:
+        from ..core.receipts import cli_ledger
+
+        sys.stdout.write(cli_ledger(args.csv).rstrip("\n") + "\n")
+        return EXIT_OK
     if args.cache_info or args.clear_cache:
         from ..core.cache import ResultCache
 

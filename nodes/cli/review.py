@@ -23,7 +23,7 @@ from .args import slug
 from .sources import Entry
 
 log = logging.getLogger(__name__)
-SHEET, TURNTABLE = "contact_sheet.png", "turntable.webp"
+SHEET, TURNTABLE = "contact_sheet.png", "turntable.webp"  # turntable: core.turntable.NAME
 ROWS_LOG = ".rows.jsonl"
 CELL = 256  # px per image in sheets and turntables
 FIELDS = ("source", "input", "pose", "view", "angle", "shot", "file", "run_id", "cost_usd", "status", "error")
@@ -155,13 +155,16 @@ def _price() -> float:
 
 
 def write_source_review(out: Path, name: str, rows: list[Row]) -> None:
-    """The source's contact sheet (every pose it got) and turntable (the views of its first angle and shot)."""
+    """The source's contact sheet (every pose it got, in view order) and turntable (core.turntable: the same frames in
+    orbit order, one orbit per angle/shot), both from box-reduced copies of the files just written."""
     import numpy as np
     from PIL import Image
 
+    from ..core import turntable
     from ..core.sheet import contact_sheet
 
-    done = sorted((r for r in rows if r.file), key=lambda r: (VIEWS.index(r.view), r.angle, r.shot))
+    done = sorted((r for r in rows if r.file),
+                  key=lambda r: (VIEWS.index(r.view), ANGLES.index(r.angle), SHOTS.index(r.shot)))
     if not done:
         return
     images = []
@@ -173,27 +176,9 @@ def write_source_review(out: Path, name: str, rows: list[Row]) -> None:
     labels = [r.view if len({(x.angle, x.shot) for x in done}) == 1 else f"{r.view}, {r.angle}, {r.shot}"
               for r in done]
     Image.fromarray(contact_sheet(images, labels, cell=CELL)).save(out / name / SHEET)
-    first = (done[0].angle, done[0].shot)
-    frames = [img for r, img in zip(done, images, strict=True) if (r.angle, r.shot) == first]
-    if len(frames) > 1:
-        write_turntable(frames, out / name / TURNTABLE)
-
-
-def write_turntable(frames, path: Path, *, size: int = CELL, frame_ms: int = 350) -> Path:
-    """An animated, looping WEBP of the frames in view order (a minimal turntable; core/turntable.py, once merged,
-    is the richer one)."""
-    from PIL import Image
-
-    ims = []
-    for pixels in frames:
-        im = Image.fromarray(pixels)
-        im.thumbnail((size, size), Image.Resampling.LANCZOS)
-        canvas = Image.new("RGB", (size, size), (255, 255, 255))
-        canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
-        ims.append(canvas)
-    ims[0].save(path, format="WEBP", save_all=True, append_images=ims[1:], duration=frame_ms, loop=0, quality=75,
-                method=0)
-    return path
+    if len({r.view for r in done}) > 1:
+        order = turntable.orbit_order([(r.view, r.angle, r.shot) for r in done])
+        turntable.write_turntable([images[i] for i in order], out / name / TURNTABLE)
 
 
 CSS = """body{font:14px system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}

@@ -11,7 +11,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.spec import check_http_url
+from ..core.spec import check_image_url
 from ..runflow import errors as E
 from ..runflow.contract import MAX_PROMPT_LENGTH
 from .args import pose_grid, slug
@@ -98,7 +98,8 @@ class Names:
 def from_args(paths: list[Path], url: str | None, poses: list, prompt: str) -> list[Entry]:
     names = Names()
     if url:
-        return [Entry(names("url"), tuple(poses), prompt, url=check_http_url("--image-url", url))]
+        return [Entry(names("url"), tuple(poses), prompt,
+                      url=check_image_url("--image-url", url, instead="give the file as the image argument instead"))]
     entries = []
     for given in paths:
         root = given if given.is_dir() else None
@@ -155,8 +156,8 @@ def _row(row: dict, src_col: str, base: Path, defaults: dict, names: Names, line
     prompt = row.get("prompt") or defaults["prompt"]
     if len(prompt) > MAX_PROMPT_LENGTH:
         raise E.InputError(f"prompt is {len(prompt)} characters; keep it under {MAX_PROMPT_LENGTH}")
-    if "://" in source:
-        url = check_http_url(src_col, source)
+    if "://" in source or source.lower().startswith(("http:", "https:")):
+        url = check_image_url(src_col, source, instead="put the file's path in this column instead")
         stem = row.get("name") or Path(url.split("?")[0]).stem or "url"
         return Entry(names(stem), tuple(poses), prompt, url=url, line=line)
     path = Path(source).expanduser()
