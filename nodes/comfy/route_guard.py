@@ -34,7 +34,7 @@ ENV_ALLOW_REMOTE = "RUNFLOW_ALLOW_REMOTE_SETTINGS"
 ENV_ALLOWED_HOSTS = "RUNFLOW_ALLOWED_HOSTS"
 SENSITIVE = frozenset({"public_url", "webhook_secret", "callback_hosts", "max_spend_per_day", "max_runs_per_day"})
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
-WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+WILDCARDS = frozenset({"0.0.0.0", "::"})
 
 
 @dataclass(frozen=True)
@@ -84,17 +84,24 @@ def host_allowed(host: str, request) -> bool:
         return True
     listen = listen_addresses()
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    local_ip = str(sockname[0]).lower() if sockname else ""
+    local_ip = str(sockname[0]).lower() if isinstance(sockname, tuple) and sockname else ""  # not a unix socket
     ip = ip_of(host)
     if ip is not None:  # an IP literal cannot be rebound: the browser really connected to that address
-        return str(ip) in (local_ip, *listen) or any(a in WILDCARDS for a in listen) or local_ip in WILDCARDS
+        return str(ip) in (local_ip, *listen) or any(a in WILDCARDS for a in listen)
     name = socket.gethostname().lower()
-    return not is_loopback_host(local_ip) and host in (name, name + ".local")
+    return bool(local_ip) and not is_loopback_host(local_ip) and host in (name, name + ".local")
 
 
-def _origin_matches(origin: str, host_header: str, secure: bool) -> bool:
-    parts = urlsplit(origin)
+def _origin_matches(origin: str, host_header: str, secure: bool, proxied: bool) -> bool:
+    """Same host and port as the Host header; same scheme too unless a (TLS-terminating) proxy relayed it."""
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return False
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if not proxied and (parts.scheme == "https") != secure:
         return False
     default = 443 if parts.scheme == "https" else 80
     got = (parts.hostname.lower(), parts.port or default)
@@ -119,7 +126,8 @@ def check(request, *, write: bool, fields: frozenset[str] | set[str] = frozenset
     origin = request.headers.get("Origin")
     if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
         return Refusal(403, "refused: a cross-site page may not change Runflow settings")
-    if origin is not None and not _origin_matches(origin, host_header, request.secure):
+    if origin is not None and not _origin_matches(origin, host_header, request.secure,
+                                                     any(h in request.headers for h in PROXY_HEADERS)):
         return Refusal(403, "refused: the request's Origin is not this ComfyUI; open ComfyUI's own page to change "
                             "Runflow settings")
     if is_local_client(request):

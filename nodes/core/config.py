@@ -117,6 +117,8 @@ def validate_setting(name: str, value: str) -> str:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{name} must be an http(s) URL like https://api.runflow.io, got {value[:80]!r}")
         value = value.rstrip("/")
+        if name == "api_url":
+            check_api_url(value, "api_url")
         if name == "api_url" and not stored_url_allowed(value):
             raise ConfigError(f"api_url can only be {DEFAULT_API_URL} or a sandbox on this machine "
                               f"(http://127.0.0.1:<port>); got {value[:80]!r}. For another API (staging, a proxy), "
