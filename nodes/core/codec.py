@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,7 +36,9 @@ _MIME = {"jpeg": "image/jpeg", "webp": "image/webp", "png": "image/png"}
 _EXT = {"jpeg": "jpg", "webp": "webp", "png": "png"}
 _FALLBACK_QUALITIES = (85, 75, 60)  # tried in order when an encoding exceeds max_bytes, before shrinking
 _RANGE_TOLERANCE = 0.5 / 255  # overshoot that rounds to the same uint8 anyway is not worth a note
-_DECODE_SLOTS = threading.BoundedSemaphore(DECODE_CONCURRENCY)  # private to decode(): bounds peak memory
+# private to decode(): at most DECODE_CONCURRENCY decodes at once, always on the same few threads (so the C
+# allocator's per-thread arenas, which keep freed memory, stay few too: peak memory is DECODE_CONCURRENCY x one)
+_DECODE_POOL = ThreadPoolExecutor(max_workers=DECODE_CONCURRENCY, thread_name_prefix="runflow-decode")
 
 
 @dataclass
@@ -248,7 +250,12 @@ def _pil_rgb8(im: Image.Image) -> np.ndarray:
         return np.repeat(g[..., None], 3, axis=-1)
     if "A" in im.mode or "a" in im.mode or "transparency" in im.info:
         rgba = im if im.mode == "RGBA" else im.convert("RGBA")
-        return composite_over_white(np.asarray(rgba))[0]  # over white, same policy as inputs, integer math
+        w, h = rgba.size
+        out = np.empty((h, w, 3), np.uint8)
+        for y in range(0, h, COMPOSITE_ROWS):  # over white (same policy as inputs), integer math, strip by strip
+            strip = np.asarray(rgba.crop((0, y, w, min(h, y + COMPOSITE_ROWS))))
+            out[y:y + strip.shape[0]] = composite_over_white(strip)[0]
+        return out
     return np.asarray(im.convert("RGB"))
 
 
@@ -261,8 +268,7 @@ def decode(data: bytes, *, max_pixels: int = MAX_DECODE_PIXELS) -> np.ndarray:
     if fmt is None:
         raise ResultError(f"Runflow returned something that is not an image (starts with {data[:4]!r}); "
                           "run it again, and report the run id if it repeats")
-    with _DECODE_SLOTS:
-        return _decode(data, fmt, max_pixels)
+    return _DECODE_POOL.submit(_decode, data, fmt, max_pixels).result()
 
 
 def _decode(data: bytes, fmt: str, max_pixels: int) -> np.ndarray:
