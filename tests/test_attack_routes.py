@@ -8,6 +8,7 @@ import logging
 import socket
 import time
 
+import httpx
 import pytest
 import torch
 
@@ -339,3 +340,18 @@ def test_non_ascii_signature_is_401_not_500(sandbox_env, pack, monkeypatch, capl
                               "Runflow-Signature": sig}, body)
         assert answer.startswith(b"HTTP/1.1 401"), (sig, answer[:40])
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name != "asyncio"]
+
+
+# ---- 9. the sandbox's control endpoints (rules from branch sandbox, nodes/sandbox/control.py) ----------------------
+
+def test_sandbox_control_refuses_cross_origin_and_rebinding_writes(sandbox):
+    before = (sandbox.run_seconds, sandbox.faults.list())
+    with httpx.Client(base_url=sandbox.url + "/_sandbox", trust_env=False) as c:
+        assert c.post("/config", content=b'{"run_seconds": 99}', headers={"Content-Type": "text/plain",
+                                                                            "Origin": EVIL}).status_code == 403
+        assert c.post("/config", content=b'{"run_seconds": 99}',
+                      headers={"Content-Type": "text/plain"}).status_code == 415
+        assert c.post("/faults", json={"kind": "status", "status": 500},
+                      headers={"Host": "rebind.evil.example", "Origin": "http://rebind.evil.example"}).status_code == 403
+        assert c.post("/reset", json={}, headers={"Origin": "null"}).status_code == 403
+    assert (sandbox.run_seconds, sandbox.faults.list()) == before
