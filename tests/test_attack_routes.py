@@ -230,6 +230,7 @@ def test_public_url_and_secret_never_settable_remotely(victim, pack, attacker, m
         h = {"Origin": "http://comfy.lan:8188"}
         for body in ({"public_url": attacker.url}, {"webhook_secret": "whsec_attacker_000000"},
                      {"callback_hosts": "evil.example"}, {"max_spend_per_day": "100000"},
+                     {"api_url": attacker.url},
                      {"api_key": "rf_live_x_12345678", "public_url": attacker.url}):
             r = c.post("/runflow/settings", json=body, headers=h)
             assert r.status_code == 403, body
@@ -351,7 +352,7 @@ def test_sandbox_control_refuses_cross_origin_and_rebinding_writes(sandbox):
                                                                             "Origin": EVIL}).status_code == 403
         assert c.post("/config", content=b'{"run_seconds": 99}',
                       headers={"Content-Type": "text/plain"}).status_code == 415
-        assert c.post("/faults", json={"kind": "status", "status": 500},
-                      headers={"Host": "rebind.evil.example", "Origin": "http://rebind.evil.example"}).status_code == 403
+        rebound = {"Host": "rebind.evil.example", "Origin": "http://rebind.evil.example"}
+        assert c.post("/faults", json={"kind": "status", "status": 500}, headers=rebound).status_code == 403
         assert c.post("/reset", json={}, headers={"Origin": "null"}).status_code == 403
     assert (sandbox.run_seconds, sandbox.faults.list()) == before

@@ -10,7 +10,7 @@ Write routes (anything that changes state) are refused unless ALL of these hold:
   cross-site`` are refused;
 - the client is local (a loopback peer, not relayed by a proxy: no Forwarded/X-Forwarded-For/X-Real-IP), unless
   ``RUNFLOW_ALLOW_REMOTE_SETTINGS=1`` — "only behind your own auth". Remote clients must send an Origin, and can
-  never set SENSITIVE fields (where callbacks go, their secret, the spend caps).
+  never set SENSITIVE fields (the API URL, where callbacks go, their secret, the spend caps).
 
 Read routes get the Host check (so a rebinding page cannot read them either); remote clients see no paths.
 Every route the pack adds goes through ``GuardedRoutes``: GET is guarded as a read, every other method as a write,
@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 
 ENV_ALLOW_REMOTE = "RUNFLOW_ALLOW_REMOTE_SETTINGS"
 ENV_ALLOWED_HOSTS = "RUNFLOW_ALLOWED_HOSTS"
-SENSITIVE = frozenset({"public_url", "webhook_secret", "callback_hosts", "max_spend_per_day", "max_runs_per_day"})
+# never settable by a remote client: where callbacks (with result URLs) go, their secret, the spend caps, and the API
+# URL (a remote client aiming it at this machine's loopback ports would make Test connection a port scanner)
+SENSITIVE = frozenset({"public_url", "webhook_secret", "callback_hosts", "max_spend_per_day", "max_runs_per_day",
+                       "api_url"})
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 WILDCARDS = frozenset({"0.0.0.0", "::"})
 
