@@ -387,3 +387,20 @@ def test_integer_compositing_matches_the_float_formula():
     f = a.astype(np.float64) / 255
     want = np.rint((f[..., :3] * f[..., 3:] + (1 - f[..., 3:])) * 255).astype(np.uint8)
     assert composited and np.array_equal(got, want)
+
+
+def test_daily_cap_counts_per_api(tmp_path):
+    """Free sandbox runs never use up the real budget (and the other way round)."""
+    from nodes.core.spend import Receipt
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    for _ in range(3):
+        ledger.append(Receipt(pose="p", source="s", status="succeeded", run_id="r", cost_usd=0.2, api="sandbox"))
+    ledger.append(Receipt(pose="p", source="s", status="succeeded", run_id="r", cost_usd=0.2, api="runflow"))
+    ledger.append(Receipt(pose="p", source="s", status="from cache", from_cache=True, cost_usd=0.0, api="runflow"))
+    real = DailyCap(ledger, Reservations(), max_usd=0.4, max_runs=None, api="runflow")
+    assert real.spent() == (0.2, 1)
+    real.admit(1, "1 run").release()
+    with pytest.raises(E.SpendLimitError, match=r"\$0.20 \(1 runs\)"):
+        real.admit(2, "2 runs")
+    assert DailyCap(ledger, Reservations(), max_usd=None, max_runs=None, api="sandbox").spent() == (0.6, 3)

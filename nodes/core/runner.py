@@ -93,7 +93,7 @@ class Runner:
         self.guard = SpendGuard(self.session.prompt_runs, max_runs_per_prompt() if guard_limit is None
                                 else guard_limit, require_prompt=require_prompt)
         self.daily = DailyCap(self.ledger, self.session.reserved, max_usd=settings.max_spend_per_day,
-                              max_runs=settings.max_runs_per_day)
+                              max_runs=settings.max_runs_per_day, api=api_identity(settings))
         self.prompt_id = prompt_id
         self.estimate = DurationEstimate(user_dir() / "timing.json")
         self.timeout = run_timeout()

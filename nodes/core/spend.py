@@ -145,20 +145,21 @@ class Ledger:
 
 
 class DailyCap:
-    """The persistent rolling cap: what the ledger says was spent in the last 24 h (every process sharing the user
-    dir: ComfyUI and the CLI; adopted runs included), plus runs in flight in this process, plus the new runs, must
-    stay within ``max_usd`` dollars and ``max_runs`` runs (0 = that cap is off)."""
+    """The persistent rolling cap: what the ledger says was spent in the last 24 h on this API (every process sharing
+    the user dir: ComfyUI and the CLI; adopted runs included), plus runs in flight in this process, plus the new runs,
+    must stay within ``max_usd`` dollars and ``max_runs`` runs (0 = that cap is off). Each API identity (Runflow, the
+    sandbox, another URL) has its own day, so free sandbox runs never use up the real budget."""
 
     def __init__(self, ledger: Ledger, reserved: Reservations, *, max_usd: float | None, max_runs: int | None,
-                 price: float = PRICE_PER_RUN_USD):
-        self.ledger, self.reserved, self.price = ledger, reserved, price
+                 price: float = PRICE_PER_RUN_USD, api: str = "runflow"):
+        self.ledger, self.reserved, self.price, self.api = ledger, reserved, price, api
         self.max_usd = DEFAULT_DAILY_USD if max_usd is None else float(max_usd)
         self.max_runs = DEFAULT_DAILY_RUNS if max_runs is None else int(max_runs)
 
     def spent(self, now: float | None = None) -> tuple[float, int]:
         """(dollars, billed runs) in the ledger over the last 24 hours."""
         since = (now or time.time()) - DAY
-        billed = [r.billed_usd for r in self.ledger.read(since=since) if not r.from_cache]
+        billed = [r.billed_usd for r in self.ledger.read(since=since) if not r.from_cache and r.api == self.api]
         return round(sum(billed), 4), sum(1 for usd in billed if usd > 0)
 
     def admit(self, new_runs: int, line: str) -> _Reservation:

@@ -6,7 +6,7 @@ remote host would send the key in clear text, so it is refused.
 Storage URLs (presigned upload PUTs, result downloads; never carry the key) come from the API's answers, so a
 hostile or broken API could point them anywhere (blind SSRF into the user's LAN or the machine itself). They must
 be ``https://`` to a host whose every resolved address is public, unless the API itself is a loopback sandbox: then
-they must be on that sandbox's own origin (or public https). Redirects are never followed (see transport.py).
+they must be on that sandbox's own port on loopback (or public https). Redirects are never followed (see transport.py).
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ class StoragePolicy:
         except ValueError:
             raise E.ResultError("Runflow sent a malformed storage URL; refusing to fetch it. Try again later.") \
                 from None
-        if self.sandbox and (scheme, host, port) == self.api_origin:
-            return  # the local sandbox's own storage
+        if self.sandbox and (scheme, port) == (self.api_origin[0], self.api_origin[2]) and is_loopback_host(host):
+            return  # the local sandbox's own storage (127.0.0.1 or localhost: same server, same port)
         where = f"{scheme}://{host}" if host else "(no host)"
         if scheme != "https" or not host:
             raise E.ResultError(f"refusing a storage URL on {where}: only https:// storage is used with "
