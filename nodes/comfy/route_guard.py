@@ -12,7 +12,8 @@ Write routes (anything that changes state) are refused unless ALL of these hold:
   ``RUNFLOW_ALLOW_REMOTE_SETTINGS=1`` — "only behind your own auth". Remote clients must send an Origin, and can
   never set SENSITIVE fields (the API URL, where callbacks go, their secret, the spend caps).
 
-Read routes get the Host check (so a rebinding page cannot read them either); remote clients see no paths.
+Read routes get the Host and Origin checks (so neither a rebinding page nor, with ComfyUI's --enable-cors-header, a
+foreign page can read them); remote clients see no paths.
 Every route the pack adds goes through ``GuardedRoutes``: GET is guarded as a read, every other method as a write,
 unless the route says ``public=True`` (only the signed callback, which authenticates each body itself).
 """
@@ -122,17 +123,18 @@ def check(request, *, write: bool, fields: frozenset[str] | set[str] = frozenset
         return Refusal(403, f"refused: this server does not answer to the host name {clean(host_header, 60)!r} "
                             f"(possible DNS rebinding). Open ComfyUI by its IP or localhost, or add the name to "
                             f"{ENV_ALLOWED_HOSTS}.")
+    origin = request.headers.get("Origin")
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return Refusal(403, "refused: a cross-site page may not use the Runflow routes")
+    if origin is not None and not _origin_matches(origin, host_header, request.secure,
+                                                     any(h in request.headers for h in PROXY_HEADERS)):
+        # reads too: with ComfyUI's --enable-cors-header a foreign page could otherwise read the status
+        return Refusal(403, "refused: the request's Origin is not this ComfyUI; open ComfyUI's own page to change "
+                            "Runflow settings")
     if not write:
         return None
     if request.content_type != "application/json":
         return Refusal(415, "refused: send the request as Content-Type: application/json")
-    origin = request.headers.get("Origin")
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        return Refusal(403, "refused: a cross-site page may not change Runflow settings")
-    if origin is not None and not _origin_matches(origin, host_header, request.secure,
-                                                     any(h in request.headers for h in PROXY_HEADERS)):
-        return Refusal(403, "refused: the request's Origin is not this ComfyUI; open ComfyUI's own page to change "
-                            "Runflow settings")
     if is_local_client(request):
         return None
     if not remote_allowed():
