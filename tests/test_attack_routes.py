@@ -358,3 +358,17 @@ def test_sandbox_control_refuses_cross_origin_and_rebinding_writes(sandbox):
         assert c.post("/faults", json={"kind": "status", "status": 500}, headers=rebound).status_code == 403
         assert c.post("/reset", json={}, headers={"Origin": "null"}).status_code == 403
     assert (sandbox.run_seconds, sandbox.faults.list()) == before
+
+
+def test_bad_environment_fails_closed_and_settings_still_open(sandbox_env, pack, monkeypatch):
+    for var, value, words in (("RUNFLOW_MAX_SPEND_PER_DAY", "lots", "RUNFLOW_MAX_SPEND_PER_DAY"),
+                              ("RUNFLOW_API_URL", "http://evil.example", "plain http")):
+        monkeypatch.setenv(var, value)
+        with pack.local() as c:
+            status = c.get("/runflow/settings")
+            assert status.status_code == 200 and words in status.json()["problem"]
+        with pytest.raises(Exception, match=words):
+            asyncio.run(RunflowMultiAngles().execute(**KW, image=torch.rand(1, 24, 24, 3)))
+        monkeypatch.delenv("RUNFLOW_MAX_SPEND_PER_DAY", raising=False)
+        monkeypatch.setenv("RUNFLOW_API_URL", sandbox_env.url)
+    assert sandbox_env.created_runs == 0

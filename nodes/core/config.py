@@ -211,12 +211,16 @@ def load_settings() -> Settings:
     hosts, _ = pick(ENV_CALLBACK_HOSTS, "callback_hosts")
     usd, _ = pick(ENV_DAILY_USD, "max_spend_per_day")
     runs, _ = pick(ENV_DAILY_RUNS, "max_runs_per_day")
-    url, url_source, key, key_source, problem = _destination(cfg)
+    try:  # a bad value makes every run fail with its message (fail closed); the Settings panel still opens
+        url, url_source, key, key_source, problem = _destination(cfg)
+        max_usd, max_runs = _number(ENV_DAILY_USD, usd, float), _number(ENV_DAILY_RUNS, runs, int)
+    except ConfigError as exc:
+        url, url_source, key, key_source, problem = DEFAULT_API_URL, "default", None, None, exc.message
+        max_usd = max_runs = None
     return Settings(key, key_source, url, url_source, public_url.rstrip("/") if public_url else None, secret,
                     problem=problem, callback_hosts=tuple(h.strip().lower() for h in (hosts or "").split(",")
                                                           if h.strip()),
-                    max_spend_per_day=_number(ENV_DAILY_USD, usd, float),
-                    max_runs_per_day=_number(ENV_DAILY_RUNS, runs, int))
+                    max_spend_per_day=max_usd, max_runs_per_day=max_runs)
 
 
 def _destination(cfg: dict) -> tuple[str, str, str | None, str | None, str | None]:
