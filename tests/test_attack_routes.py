@@ -372,3 +372,34 @@ def test_bad_environment_fails_closed_and_settings_still_open(sandbox_env, pack,
         monkeypatch.delenv("RUNFLOW_MAX_SPEND_PER_DAY", raising=False)
         monkeypatch.setenv("RUNFLOW_API_URL", sandbox_env.url)
     assert sandbox_env.created_runs == 0
+
+
+def test_key_destination_table(monkeypatch, tmp_path):
+    """README → Security, 'Where the key may go', row by row (no request is made: only the choice)."""
+    from nodes.core.config import load_settings
+
+    monkeypatch.setenv("RUNFLOW_USER_DIR", str(tmp_path))
+    for var in ("RUNFLOW_API_URL", "RUNFLOW_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    write_config({"api_key": REAL_KEY, "sandbox_key": "rf_sandbox_key_1"})
+    sandbox = "http://127.0.0.1:8787"
+
+    def pick(env_url=None, env_key=None, stored_url=None):
+        for var, value in (("RUNFLOW_API_URL", env_url), ("RUNFLOW_API_KEY", env_key)):
+            if value:
+                monkeypatch.setenv(var, value)
+            else:
+                monkeypatch.delenv(var, raising=False)
+        write_config({"api_url": stored_url or ""})
+        s = load_settings()
+        return s.api_url, s.api_key
+
+    assert pick() == ("https://api.runflow.io", REAL_KEY)
+    assert pick(env_key="rf_live_env") == ("https://api.runflow.io", "rf_live_env")
+    assert pick(stored_url=sandbox) == (sandbox, "rf_sandbox_key_1")
+    assert pick(stored_url=sandbox, env_key="rf_live_env") == (sandbox, "rf_sandbox_key_1")
+    assert pick(env_url="https://staging.example", env_key="rf_live_env") == ("https://staging.example",
+                                                                               "rf_live_env")
+    assert pick(env_url="https://staging.example") == ("https://staging.example", None)
+    assert pick(env_url=sandbox) == (sandbox, "rf_sandbox_key_1")
+    assert pick(env_url="https://api.runflow.io") == ("https://api.runflow.io", REAL_KEY)

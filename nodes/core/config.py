@@ -235,6 +235,8 @@ def _destination(cfg: dict) -> tuple[str, str, str | None, str | None, str | Non
             return env_url, "env", env_key, "env", None
         if is_sandbox_url(env_url) and sandbox_key:
             return env_url, "env", sandbox_key, "config", None
+        if env_url == DEFAULT_API_URL and stored_key:  # Runflow itself: the stored real key may go there
+            return env_url, "env", stored_key, "config", None
         return env_url, "env", None, None, None
     url = str(cfg.get("api_url") or "").strip().rstrip("/")
     if not url or url == DEFAULT_API_URL:
