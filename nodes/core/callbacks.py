@@ -39,7 +39,7 @@ def check_workflow_callback(url: str, allowed_hosts: tuple[str, ...] | list[str]
     shown = "".join(c for c in host[:80] if c.isprintable()) or "(no host)"
     raise InputError(f"callback_url sends every result URL of these runs to {shown}, which you have not allowed; "
                      "nothing was sent. Clear the callback_url widget, or if you trust that host add it to "
-                     "Settings → Runflow → callback hosts (RUNFLOW_CALLBACK_HOSTS).")
+                     "RUNFLOW_CALLBACK_HOSTS (comma-separated) in ComfyUI's environment.")
 
 
 def callback_host(spec_url: str | None, public_url: str | None, secret: str | None) -> str | None:

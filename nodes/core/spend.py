@@ -178,8 +178,8 @@ class DailyCap:
                 raise E.SpendLimitError(
                     f"this would create {line}, but {format_usd(usd)} ({runs} runs) was already spent in the last 24 "
                     f"hours, and the daily limit is {limit}; nothing was sent. If this spending is yours, raise the "
-                    f"limit: set {ENV_DAILY_USD} (dollars) or {ENV_DAILY_RUNS} in ComfyUI's environment or in "
-                    "Settings → Runflow from this machine (0 = no limit). Receipts: <user dir>/runflow/ledger.jsonl.")
+                    f"limit: set {ENV_DAILY_USD} (dollars) or {ENV_DAILY_RUNS} in the environment of ComfyUI / the "
+                    "CLI (0 = no limit). Receipts: <user dir>/runflow/ledger.jsonl.")
             self.reserved.usd += cost
             self.reserved.runs += new_runs
         return _Reservation(self.reserved, cost, new_runs)
