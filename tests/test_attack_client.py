@@ -404,3 +404,14 @@ def test_daily_cap_counts_per_api(tmp_path):
     with pytest.raises(E.SpendLimitError, match=r"\$0.20 \(1 runs\)"):
         real.admit(2, "2 runs")
     assert DailyCap(ledger, Reservations(), max_usd=None, max_runs=None, api="sandbox").spent() == (0.6, 3)
+
+
+def test_hostile_error_text_cannot_inject_log_lines():
+    """An API error body with newlines and terminal escapes becomes one printable line in messages and logs."""
+    from nodes.runflow.responses import error_from_response
+
+    for body in (b'{"error": {"code": "X\\n", "message": "bad\\nWARNING forged line\\u001b[2J"}}',
+                 b"<html>bad\r\nWARNING forged\x1b[31m line</html>"):
+        err = error_from_response(httpx.Response(400, content=body, request=httpx.Request("GET", "https://x/")))
+        assert "\n" not in err.message and "\r" not in err.message and "\x1b" not in err.message, err.message
+        assert "forged" in err.message  # kept, as text on the same line
