@@ -75,7 +75,7 @@ from ..runflow.contract import (
     TERMINAL_OK,
     VIEWS,
 )
-from .render import InputImageError, bomb_png, render_pose
+from .render import LONG_SIDE, InputImageError, bomb_png, render_pose
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +404,7 @@ class Sandbox:
         self.callback_secret = callback_secret
         self.callbacks: list[dict] = []  # one entry per delivery attempt: run_id, url, signed, http_status
         self.run_seconds = float(run_seconds)
+        self.output_side = LONG_SIDE  # long side of rendered results (the benchmark's memory figure uses 2048)
         self.queue_seconds = float(queue_seconds)
         self.host, self.port = host, int(port)
         self.output_shape = output_shape
@@ -647,6 +648,8 @@ class Sandbox:
             if "/".join(segments) != MODEL_ID:
                 return _error(404, "MODEL_NOT_FOUND", f"Model {'/'.join(segments)!r} not found")
             return self._create_run(req) if m == "POST" else _error(405, "METHOD_NOT_ALLOWED", "use POST")
+        if p == f"/v1/models/{MODEL_ID}/examples" and m == "GET":
+            return _json(200, self._examples())
         if p == "/v1/runs/statuses" and m == "GET":
             return _json(200, {"items": [{"code": s, "is_terminal": s in TERMINAL} for s in STATUSES]})
         if p == "/v1/runs" and m == "GET":
@@ -796,7 +799,7 @@ class Sandbox:
         started = time.perf_counter()
         try:
             data = self._fetch_input(rs.fields["image_url"])
-            result = render_pose(data, rs.fields)
+            result = render_pose(data, rs.fields, self.output_side)
             ms = int((time.perf_counter() - started) * 1000)
             with self._lock:
                 a = self._new_asset("output.webp", result.mime_type, len(result.data), "run_output")
@@ -958,6 +961,13 @@ class Sandbox:
             return {"image": [url]}
         return {"outputs": [{"url": url, "type": "image", "mime_type": "image/webp", "width": w, "height": h}],
                 "seed": seed, "timing": {"inference_ms": ms}, "nsfw_detected": False}
+
+    def _examples(self) -> dict:
+        """The model's examples (runflow-api.md §9: with ``duration_ms``): three, each taking this sandbox's run time,
+        as the model page's examples take the real model's."""
+        ms = int(round(self.run_seconds * 1000))
+        return {"items": [{"id": f"ex_{i}", "input": {"view": view}, "duration_ms": ms}
+                          for i, view in enumerate(("right side view", "back view", "front view"), 1)]}
 
     def _list_runs(self, req: _Request) -> Response:
         q = req.query
