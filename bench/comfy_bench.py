@@ -21,7 +21,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +52,12 @@ def _sample(size, make):
     if size not in _SAMPLES:
         _SAMPLES[size] = make(size, size)
     return _SAMPLES[size].copy()
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def rss_kb(pid: int, field: str) -> int:
@@ -122,9 +127,8 @@ def post_ms(entry: dict) -> list[float]:
 
 
 def one_round(sandbox, index: int, tmp: Path) -> dict:
-    from comfy_tier import assert_success
-
     from benchmark import reference_flow
+    from comfy_tier import assert_success
 
     single, turn, eight = graphs()
     fig: dict = {}
@@ -135,29 +139,37 @@ def one_round(sandbox, index: int, tmp: Path) -> dict:
         fig["ref"] = reference_flow(sandbox, png) / T
         fig["ref_polls"] = sandbox.count("GET", "/v1/runs/") / T
 
-        def run(graph, timeout=180.0):
+        def run(graph, timeout=180.0, what=""):
             sandbox.reset_stats()
-            entry, wall, _ = server.run(graph, timeout)
+            known = set(sandbox.runs)
+            entry, wall, prompt_id = server.run(graph, timeout)
             assert_success(entry)
+            new = [r for i, r in sandbox.runs.items() if i not in known]
+            late = max((_seconds(r["completed_at"]) - _seconds(r["created_at"]) - T for r in new), default=0.0)
+            fig.setdefault("sandbox_late", []).append(late)
+            saves = [n for n, v in graph.items() if v["class_type"] == "SaveImage"]
+            save_s = sum(server.ws.node_seconds(prompt_id, n) or 0.0 for n in saves) if server.ws else 0.0
+            print(f"  {what}: wall {wall:.2f} s, runs {len(new)}, sandbox runs late by up to {late:.2f} s, "
+                  f"SaveImage nodes {save_s:.2f} s", file=sys.stderr, flush=True)
             return entry, wall, sandbox.count("GET", "/v1/runs/")
 
         name = server.upload(f"bench_first_{index}.png", source_png(f"first-{index}"))
-        entry, wall, polls = run(single(name, "bench/first"))
+        entry, wall, polls = run(single(name, "bench/first"), what="first")
         fig["first"], fig["first_polls"], fig["post"] = wall / T, polls / T, post_ms(entry)
         warm, warm_polls = [], []
         for k in range(3):
             name = server.upload(f"bench_warm_{index}_{k}.png", source_png(f"warm-{index}-{k}"))
-            entry, wall, polls = run(single(name, f"bench/warm{k}"))
+            entry, wall, polls = run(single(name, f"bench/warm{k}"), what=f"warm {k}")
             warm.append(wall)
             warm_polls.append(polls / T)
             fig["post"] += post_ms(entry)
         one = statistics.median(warm)
         fig["warm"], fig["warm_polls"] = one / T, statistics.median(warm_polls)
         name = server.upload(f"bench_turn_{index}.png", source_png(f"turn-{index}"))
-        entry, wall, _ = run(turn(name, "bench/turn"))
+        entry, wall, _ = run(turn(name, "bench/turn"), what="turnaround")
         fig["turnaround"], fig["post_turn"] = wall / one, post_ms(entry)
         name = server.upload(f"bench_eight_{index}.png", source_png(f"eight-{index}"))
-        entry, wall, _ = run(eight(name, "bench/eight"))
+        entry, wall, _ = run(eight(name, "bench/eight"), what="8 nodes")
         fig["eight"], fig["post"] = wall / one, fig["post"] + post_ms(entry)
 
         # memory: 8 views, 2048x2048 source and results (the output batch is 8 x 2048 x 2048 x 3 float32)
@@ -166,7 +178,7 @@ def one_round(sandbox, index: int, tmp: Path) -> dict:
         try:
             before = rss_kb(server.pid, "VmRSS")
             reset_peak(server.pid)
-            run(turn(name, "bench/mem"))
+            run(turn(name, "bench/mem"), what="memory")
             fig["peak_mb"] = (rss_kb(server.pid, "VmHWM") - before) / 1024
         finally:
             sandbox.output_side = 1024
@@ -201,10 +213,10 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="rfcomfybench-"))
         for i in range(args.rounds):
             rounds.append(one_round(sandbox, i, tmp))
-            print(f"round {i + 1}: " + ", ".join(f"{k}={v if isinstance(v, list) else round(v, 3)}"
-                                                for k, v in rounds[-1].items() if not k.startswith("post")),
-                  file=sys.stderr, flush=True)
-    col = {k: [r[k] for r in rounds] for k in rounds[0] if not k.startswith("post")}
+            shown = {k: v for k, v in rounds[-1].items() if not k.startswith(("post", "sandbox"))}
+            print(f"round {i + 1}: " + ", ".join(f"{k}={round(v, 3)}" for k, v in shown.items()), file=sys.stderr,
+                  flush=True)
+    col = {k: [r[k] for r in rounds] for k in rounds[0] if not k.startswith(("post", "sandbox"))}
     post = [ms for r in rounds for ms in r["post"]]
     post_turn = [ms for r in rounds for ms in r["post_turn"]]
     out_mb = 8 * 2048 * 2048 * 3 * 4 / 2**20
@@ -223,7 +235,7 @@ def main() -> None:
           f"<= {GOALS['turnaround']} | {ok(statistics.median(col['turnaround']), GOALS['turnaround'])} |")
     print(f"| 8 single nodes from one LoadImage / one single-view prompt | {spread(col['eight'])} | 8.00 (serial) | "
           f"<= {GOALS['eight']} | {ok(statistics.median(col['eight']), GOALS['eight'])} |")
-    polls = [max(a, b) for a, b in zip(col["first_polls"], col["warm_polls"])]
+    polls = [max(a, b) for a, b in zip(col["first_polls"], col["warm_polls"], strict=True)]
     print(f"| status requests per run-second (first run / warm) | {spread(col['first_polls'])} / "
           f"{spread(col['warm_polls'])} | {spread(col['ref_polls'])} | <= {GOALS['polls']} | "
           f"{ok(max(polls), GOALS['polls'])} |")

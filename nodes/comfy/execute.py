@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 
-from ..core import codec
+from ..core import postprocess
 from ..core.config import load_settings
 from ..core.runner import ItemResult, Runner
 from ..core.session import process_session
@@ -16,6 +17,8 @@ from ..core.spend import cost_line
 from ..runflow import errors as E
 from . import adapter
 from .status import Status
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -41,8 +44,9 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
     session = process_session()
     status = Status(len(jobs), title, session.totals)
     status.notes = list(dict.fromkeys(n for src, _ in jobs for n in src.notes))
-    runner = Runner(load_settings(), max_concurrent=max_concurrent, on_event=status.event, validate=codec.decode,
-                    prompt_id=adapter.context()[0], session=session)
+    preview = adapter.preview_writer()
+    runner = Runner(load_settings(), max_concurrent=max_concurrent, on_event=status.event,
+                    validate=postprocess.decoder(preview), prompt_id=adapter.context()[0], session=session)
     ticker = asyncio.ensure_future(status.ticker())
     try:
         results = await adapter.until_interrupted(runner.run(jobs))
@@ -55,13 +59,14 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
     finally:
         ticker.cancel()
     _raise_failures(results, status, runner)
-    batch, note = await asyncio.to_thread(codec.fit_batch, [r.decoded for r in results])
-    if note:
-        status.notes.append(note)
+    out = await postprocess.assemble([r.decoded for r in results], preview)
+    if out.note:
+        status.notes.append(out.note)
         status.show()
+    log.info("Runflow: post-processing %.0f ms per image (%d images)", out.ms_per_image, len(results))
     urls = "\n".join(r.url or "" for r in results)
     info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **r.info} for r in results], indent=1)
-    return Outcome(batch, results, urls, info, await _ui(batch, results, note, session.totals.spent_usd))
+    return Outcome(out.tensor, results, urls, info, _ui(out, results, session.totals.spent_usd))
 
 
 def _raise_failures(results: list[ItemResult], status: Status, runner: Runner) -> None:
@@ -83,10 +88,11 @@ def _raise_failures(results: list[ItemResult], status: Status, runner: Runner) -
                            "the failed ones.", failures={r.spec.label: r.error for r in failed})
 
 
-async def _ui(batch, results: list[ItemResult], note: str | None, session_total: float) -> dict:
+def _ui(out: postprocess.Batch, results: list[ItemResult], session_total: float) -> dict:
     spent = sum(float(r.info.get("cost") or 0) for r in results if not r.from_cache)
     hits = sum(r.from_cache for r in results)
-    return {"images": await asyncio.to_thread(adapter.preview_images, batch),
+    return {"images": out.previews,
             "runflow": [{"labels": [r.spec.label for r in results], "from_cache": hits,
                          "spent_usd": round(spent, 2), "session_total_usd": round(session_total, 2),
-                         "cost_line": cost_line(len(results) - hits, hits), "note": note}]}
+                         "cost_line": cost_line(len(results) - hits, hits), "note": out.note,
+                         "postprocess_ms_per_image": round(out.ms_per_image, 1)}]}
