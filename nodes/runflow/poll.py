@@ -42,7 +42,7 @@ class PollSchedule:
     @property
     def margin(self) -> float:
         """How long after the expected finish the first poll goes: a little, so a run on time is found at once."""
-        return 0.02 + 0.01 * (self.estimate or 0.0)
+        return 0.01 + 0.002 * (self.estimate or 0.0)
 
     @property
     def fine(self) -> float:
@@ -59,8 +59,10 @@ class PollSchedule:
             self._target = self._expected(queue_seconds)
 
     def next_delay(self, elapsed: float) -> float:
-        # the budget holds in every phase: a wrong (too short) estimate must not turn into a burst of polls
-        floor = (self._polls + 2) / self.budget - elapsed
+        # the budget holds in every phase (a wrong, too short estimate must not turn into a burst of polls); only the
+        # first poll aimed at an estimate may come earlier: it bets on finding the run done
+        aimed = self.estimate is not None and self._polls == 0
+        floor = 0.0 if aimed else (self._polls + 2) / self.budget - elapsed
         delay = max(self._next(elapsed), floor)
         self._polls += 1
         self._last = elapsed + delay

@@ -75,7 +75,7 @@ from ..runflow.contract import (
     TERMINAL_OK,
     VIEWS,
 )
-from .render import LONG_SIDE, InputImageError, bomb_png, render_pose
+from .render import LONG_SIDE, POSE_FIELDS, InputImageError, bomb_png, render_pose
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ ENUM_FIELDS = {"view": VIEWS, "angle": ANGLES, "shot": SHOTS, "match_input_aspec
                "aspect_ratio": ASPECT_RATIOS}
 INPUT_FIELDS = ("image_url", "view", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio")
 PRICE = "0.20"
+RENDER_CACHE = 64  # rendered results kept (deterministic: same input + pose = same bytes)
 MODEL_UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://api.runflow.io/v1/models/runflow/multi-angles"))
 ORG_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://api.runflow.io/sandbox/org"))
 USER_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://api.runflow.io/sandbox/user"))
@@ -405,6 +406,7 @@ class Sandbox:
         self.callbacks: list[dict] = []  # one entry per delivery attempt: run_id, url, signed, http_status
         self.run_seconds = float(run_seconds)
         self.output_side = LONG_SIDE  # long side of rendered results (the benchmark's memory figure uses 2048)
+        self._rendered: dict = {}  # (input sha256, pose fields, side) -> RenderResult, oldest first
         self.queue_seconds = float(queue_seconds)
         self.host, self.port = host, int(port)
         self.output_shape = output_shape
@@ -799,7 +801,7 @@ class Sandbox:
         started = time.perf_counter()
         try:
             data = self._fetch_input(rs.fields["image_url"])
-            result = render_pose(data, rs.fields, self.output_side)
+            result = self.render(data, rs.fields)
             ms = int((time.perf_counter() - started) * 1000)
             with self._lock:
                 a = self._new_asset("output.webp", result.mime_type, len(result.data), "run_output")
@@ -813,6 +815,27 @@ class Sandbox:
             outcome = ("fail", "SANDBOX_INTERNAL_ERROR", "The sandbox failed to render this run (see its log).")
         with self._lock:
             rs.done_at, rs.result = time.time(), outcome
+
+    def render(self, data: bytes, fields: dict):
+        """The stand-in result for (input bytes, pose fields); rendering is deterministic, so it is kept (up to
+        RENDER_CACHE results) and ``prerender`` can do it ahead: then a run takes exactly its run time however busy
+        the machine is (the benchmark's "fixed run time")."""
+        key = (hashlib.sha256(data).hexdigest(), json.dumps({k: fields.get(k) for k in POSE_FIELDS}, sort_keys=True),
+               self.output_side)
+        with self._lock:
+            hit = self._rendered.get(key)
+        if hit is not None:
+            return hit
+        result = render_pose(data, fields, self.output_side)
+        with self._lock:
+            self._rendered[key] = result
+            while len(self._rendered) > RENDER_CACHE:
+                self._rendered.pop(next(iter(self._rendered)))
+        return result
+
+    def prerender(self, data: bytes, fields: dict) -> None:
+        """Render what a run with this input would return, before it is created (see ``render``)."""
+        self.render(data, fields)
 
     def _fetch_input(self, url: str) -> bytes:
         if url.startswith("data:"):
