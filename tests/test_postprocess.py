@@ -92,3 +92,22 @@ def test_outside_comfyui_there_is_no_preview_and_the_batch_is_the_same():
     decoded = [postprocess.decoder(None)(png(a))]
     out = asyncio.run(postprocess.assemble(decoded))
     assert out.previews == [] and torch.equal(out.tensor, old_to_tensor([a]))
+
+
+def test_float_inputs_take_the_fast_path_to_the_same_uint8_as_before():
+    """ComfyUI's float32 IMAGE -> uint8 for upload: the in-range fast path equals clip-then-round for every value."""
+    tol = 0.5 / 255
+    edge = np.array([-tol, -1e-7, 0.0, 0.5 / 255, 1.5 / 255, 0.5, 254.5 / 255, 1.0, 1.0 + 1e-7, 1.0 + tol],
+                    np.float32)
+    values = np.concatenate([edge, np.arange(256, dtype=np.float32) / 255,
+                             np.random.default_rng(4).random(3000, dtype=np.float32)])
+    a = np.resize(values, (values.size // 3 * 3,)).reshape(1, -1, 3)[:, : values.size // 3]
+    expected = np.rint(np.clip(a, 0, 1) * 255).astype(np.uint8)  # the old path
+    notes: list[str] = []
+    (got,) = codec.image_items(torch.from_numpy(a.copy()), notes)
+    assert np.array_equal(got, expected) and notes == []
+    bad = a.copy()
+    bad[0, 0, 0] = np.nan
+    notes = []
+    (got,) = codec.image_items(torch.from_numpy(bad), notes)  # the slow path still counts what it fixes
+    assert got[0, 0, 0] == 0 and notes == ["1 NaN/inf values clipped"]
