@@ -1,16 +1,21 @@
 """Real-ComfyUI benchmark: the speed table of issue 12, measured inside a real ComfyUI, printed as Markdown.
 
     COMFYUI_DIR=~/.cache/comfy-<you>/ComfyUI ~/.cache/comfyui-harness/venv/bin/python bench/comfy_bench.py \
-        [--port 8200] [--rounds 3]
+        [--port 8200] [--rounds 3] [--quiet CORES SECONDS]
 
-Every round starts a fresh ComfyUI (comfy-up, new user dir: no duration estimate, no cache = a fresh install) with
-the pack linked in, against the in-process sandbox with a fixed run time T = 3 s, configured through the pack's
-settings route (or RUNFLOW_API_URL/RUNFLOW_API_KEY in ComfyUI's environment if the route refuses a local URL).
-Prompts are LoadImage -> node -> SaveImage with 1024x1024 sources; wall time is POST /prompt -> the /history entry.
-Each round measures, in this order: a plain client (PNG upload, poll every 2 s) against the same sandbox; the first
-single-view prompt; 3 warm single-view prompts; one Turnaround of 8 views; 8 single nodes fed by one LoadImage; and
-peak memory of a Turnaround of 8 views with a 2048x2048 source and 2048x2048 results. The table gives the median
-and the spread (min-max) over the rounds.
+Every round starts a fresh ComfyUI (comfy-up, new user dir: no duration estimate, no cache, no uploads = a fresh
+install) with the pack linked in, against the in-process sandbox with a fixed run time T = 3 s, configured through the
+pack's settings route (or RUNFLOW_API_URL/RUNFLOW_API_KEY in ComfyUI's environment if the route refuses a local URL).
+Prompts are LoadImage -> node -> SaveImage with distinct 1024x1024 sources (each prompt uploads its source); wall
+time is POST /prompt -> the /history entry. Each round measures, in this order: a plain client (PNG upload, poll
+every 2 s) against the same sandbox; one prompt without the pack (ComfyUI's own first-prompt warm-up is not the
+pack's); the pack's first single-view prompt; 3 warm single-view prompts; one Turnaround of 8 views; 8 single nodes
+fed by one LoadImage; and the peak RSS growth of ComfyUI during a Turnaround of 8 views with a 2048x2048 source and
+2048x2048 results. The table gives the median and the spread (min-max) over the rounds.
+
+Fair on a shared machine: the sandbox renders each run's result ahead (its CPU work is the emulator's, not Runflow's,
+and would make runs late), and each prompt waits until the rest of the machine is quiet (``--quiet``); the load
+before each prompt is printed under the table.
 """
 
 from __future__ import annotations
