@@ -267,10 +267,6 @@ def main() -> None:
     if not os.environ.get("COMFYUI_DIR"):
         sys.exit("set COMFYUI_DIR to a ComfyUI checkout (a private copy: see /work/shared/comfyui-harness)")
     os.environ["COMFY_TEST_PORT"] = str(args.port)  # read by comfy_tier at import
-    if not os.environ.get("COMFY_HARNESS"):  # the nearest shared/comfyui-harness above the repo
-        found = [p / "shared" / "comfyui-harness" for p in ROOT.parents if (p / "shared" / "comfyui-harness").is_dir()]
-        if found:
-            os.environ["COMFY_HARNESS"] = str(found[0])
     import secrets
 
     from nodes.sandbox import Sandbox

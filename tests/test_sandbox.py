@@ -8,13 +8,15 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime
 
 import httpx
 import pytest
 from PIL import Image
 
-from nodes.runflow.contract import RUNS_PATH, VIEWS
+from nodes.runflow.contract import ANGLES, ASPECT_RATIOS, RUNS_PATH, SHOTS, VIEWS
 from nodes.sandbox import Sandbox
 from nodes.sandbox.render import render_pose
 
@@ -323,7 +325,7 @@ def test_scripted_outcomes(api, sandbox, image_url):
     sandbox.next_runs(status="partial_succeeded")
     partial = run_to_end(api, image_url)
     assert partial["status_code"] == "partial_succeeded" and partial["output"]["outputs"]
-    sandbox.next_runs(status="succeeded", status_sequence=[("warming_up", 0.15), ("running", 0.1),
+    sandbox.next_runs(status="succeeded", status_sequence=[("warming_up", 0.4), ("running", 0.1),
                                                            ("succeeded", None)])
     run = create(api, image_url).json()
     assert run["status_code"] == "warming_up"
@@ -511,7 +513,7 @@ def test_http_control_endpoints(api, sandbox, image_url):
     stats = control.get("/stats").json()
     assert stats["created_runs"] == 2 and stats["billable_runs"] == 1 and stats["uploads"] == 1
     assert stats["requests"]["GET /v1/runs/{id}"] >= 2
-    assert control.post("/reset").status_code == 200
+    assert control.post("/reset", json={}).status_code == 200
     assert control.get("/stats").json()["created_runs"] == 0 and sandbox.billable_runs() == 0
     control.close()
 
@@ -533,3 +535,268 @@ def test_cli_serves_and_refuses_remote_hosts():
     refused = subprocess.run([sys.executable, "-m", "nodes.sandbox", "--host", "0.0.0.0", "--port", "0"],
                              capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0 and "--allow-remote" in refused.stderr
+
+
+# -- contract variants -------------------------------------------------------------------------------------------
+
+
+def control(sandbox) -> httpx.Client:
+    return httpx.Client(base_url=f"{sandbox.url}/_sandbox", timeout=10)
+
+
+def test_idempotency_honoured_in_progress_then_replayed(sample_png_bytes):
+    body_of = {}
+    with Sandbox(run_seconds=0.2, create_seconds=0.6) as sb, httpx.Client(
+            base_url=sb.url, headers={"Authorization": f"Bearer {sb.api_key}"}, timeout=10) as api:
+        body_of["input"] = {"image_url": upload(api, sample_png_bytes)["url"], **POSE}
+        results = {}
+
+        def post(name):
+            results[name] = api.post(RUNS_PATH, json=body_of, headers={"Idempotency-Key": "k-flight"})
+
+        first = threading.Thread(target=post, args=("first",))
+        first.start()
+        time.sleep(0.2)
+        post("second")  # the first is still being handled
+        first.join()
+        assert results["first"].status_code == 201, results["first"].text
+        assert results["second"].status_code == 409 and "in progress" in results["second"].json()["message"]
+        replay = api.post(RUNS_PATH, json=body_of, headers={"Idempotency-Key": "k-flight"})
+        assert replay.status_code == 201 and replay.json()["id"] == results["first"].json()["id"]
+        assert sb.created_runs == 1 and sb.billed_per_client_ref() == {None: 1}
+
+
+def test_idempotency_ignored_creates_and_bills_every_post(api, sandbox, image_url):
+    sandbox.config(idempotency="ignored")
+    body = {"input": {"image_url": image_url, **POSE}, "client_ref": "job-1"}
+    a, b = (api.post(RUNS_PATH, json=body, headers={"Idempotency-Key": "same"}) for _ in range(2))
+    assert a.status_code == b.status_code == 201 and a.json()["id"] != b.json()["id"]
+    assert "idempotent-replayed" not in b.headers
+    assert sandbox.billed_per_client_ref() == {"job-1": 2}
+    rows = sandbox.billing_record()
+    assert [(r["client_ref"], r["idempotency_key"], r["billed"]) for r in rows] == [("job-1", "same", True)] * 2
+    stats = control(sandbox).get("/stats").json()
+    assert stats["duplicate_billed_client_refs"] == ["job-1"] and stats["billed_per_client_ref"] == {"job-1": 2}
+    billing = control(sandbox).get("/billing").json()
+    assert billing["billed_per_client_ref"] == {"job-1": 2} and len(billing["runs"]) == 2
+
+
+@pytest.mark.parametrize("mode", ["filters", "refused", "ignored"])
+def test_client_ref_search_variants(api, sandbox, image_url, mode):
+    sandbox.config(client_ref_search=mode)
+    ids = [api.post(RUNS_PATH, json={"input": {"image_url": image_url, **POSE}, "client_ref": ref}).json()["id"]
+           for ref in ("ref-a", "ref-b")]
+    found = api.get("/v1/runs", params={"q": "client_ref:ref-a"})
+    if mode == "refused":
+        assert found.status_code == 422 and "client_ref" in found.json()["errors"][0]["message"]
+        return
+    assert found.status_code == 200
+    got = [r["id"] for r in found.json()["items"]]
+    assert got == ([ids[0]] if mode == "filters" else ids[::-1])  # ignored: the org's newest runs, unfiltered
+
+
+@pytest.mark.parametrize("mode, status", [("ok", 201), ("conflict", 409)])
+def test_second_asset_confirmation(api, sandbox, sample_png_bytes, mode, status):
+    sandbox.config(second_confirm=mode)
+    asset = upload(api, sample_png_bytes)
+    again = api.post(f"/v1/asset-uploads/{asset['id']}/confirmations", json={})
+    assert again.status_code == status
+    if status == 201:
+        assert again.json()["id"] == asset["id"]
+    else:
+        assert again.json()["code"] == "CONFLICT" and asset["id"] in again.json()["message"]
+    assert sandbox.uploads == 1
+
+
+@pytest.mark.parametrize("mode, fault_value, header", [
+    ("fault", None, None), ("fault", "5", "5"), ("with", None, "1"), ("with", "5", "5"), ("without", "5", None),
+])
+def test_retry_after_on_429(api, sandbox, mode, fault_value, header):
+    sandbox.config(retry_after=mode)
+    sandbox.faults.add("status", status=429, path="/v1/auth/me", retry_after=fault_value)
+    limited = api.get("/v1/auth/me")
+    assert limited.status_code == 429 and limited.json()["code"] == "RATE_LIMITED"
+    assert limited.headers.get("retry-after") == header
+
+
+@pytest.mark.parametrize("status", [200, 201, 202])
+def test_create_status_variant(api, sandbox, image_url, status):
+    control(sandbox).post("/config", json={"create_status": status})
+    created = create(api, image_url, headers={"Idempotency-Key": f"k{status}"})
+    assert created.status_code == status and created.json()["status_code"] in ("queued", "dispatching")
+    assert create(api, image_url, headers={"Idempotency-Key": f"k{status}"}).status_code == status  # replay
+
+
+@pytest.mark.parametrize("shape, path", [
+    ("outputs", lambda o: o["outputs"][0]["url"]), ("image_urls", lambda o: o["image_urls"][0]),
+    ("workflow", lambda o: o["image"][0]),
+])
+def test_output_shape_is_a_variant(api, sandbox, image_url, shape, path):
+    assert control(sandbox).post("/config", json={"variants": {"output_shape": shape}}).json()["output_shape"] == shape
+    assert sandbox.output_shape == shape and sandbox.variants.output_shape == shape
+    out = run_to_end(api, image_url)["output"]
+    assert httpx.get(path(out)).status_code == 200
+
+
+@pytest.mark.parametrize("spelling, scripted, shown", [
+    ("as_scripted", "canceled", "canceled"), ("as_scripted", "cancelled", "cancelled"),
+    ("cancelled", "canceled", "cancelled"), ("canceled", "cancelled", "canceled"),
+])
+def test_cancel_spelling(api, sandbox, image_url, spelling, scripted, shown):
+    sandbox.config(cancel_spelling=spelling)
+    sandbox.next_runs(status=scripted, failure_code=None)
+    run = run_to_end(api, image_url)
+    assert run["status_code"] == shown
+    assert api.get("/v1/runs", params={"q": f"id:{run['id']}"}).json()["items"][0]["status_code"] == shown
+
+
+def test_failure_fields_variants(api, sandbox, image_url):
+    failed = run_to_end(api, image_url, prompt="[sandbox:fail]")
+    assert failed["failure_code"] == "SANDBOX_FORCED_FAILURE" and "error" not in failed
+    sandbox.config(failure_fields="error_object")
+    again = api.get(f"/v1/runs/{failed['id']}").json()
+    assert "failure_code" not in again and "failure_message" not in again
+    assert again["error"] == {"code": "SANDBOX_FORCED_FAILURE", "message": failed["failure_message"],
+                              "stage": "inference"}
+    assert run_to_end(api, image_url)["error"] is None
+
+
+def test_rate_limit_headers_variant(api, sandbox):
+    assert not any(h.startswith("x-ratelimit") for h in api.get("/v1/auth/me").headers)
+    sandbox.config(rate_limit_headers="on")
+    first, second = api.get("/v1/auth/me").headers, api.get("/v1/auth/me").headers
+    assert first["x-ratelimit-limit"] == "600"
+    assert int(second["x-ratelimit-remaining"]) == int(first["x-ratelimit-remaining"]) - 1
+    assert int(first["x-ratelimit-reset"]) > time.time()
+
+
+def test_variants_from_constructor_config_and_refusals():
+    from nodes.sandbox.config import Variants
+
+    with Sandbox(variants=Variants(idempotency="ignored", create_status=202)) as sb:
+        assert sb.config()["variants"]["idempotency"] == "ignored" and sb.variants.create_status == 202
+    with Sandbox(variants={"second_confirm": "conflict"}, output_shape="image_urls") as sb:
+        assert sb.variants.second_confirm == "conflict" and sb.output_shape == "image_urls"
+        ctl = control(sb)
+        assert ctl.get("/config").json()["variants"]["second_confirm"] == "conflict"
+        for bad in ({"idempotency": "sometimes"}, {"no_such": 1}, {"create_status": 204}, {"max_concurrency": 0}):
+            refused = ctl.post("/config", json=bad)
+            assert refused.status_code == 400, bad
+        assert sb.variants.idempotency == "honoured"  # a refused change changes nothing
+        assert ctl.post("/config", json={"create_status": "200", "max_concurrency": 3}).json()["max_concurrency"] == 3
+        assert sb.variants.create_status == 200
+    with pytest.raises(ValueError, match="idempotency must be one of"):
+        Sandbox(variants={"idempotency": "maybe"})
+
+
+def test_cli_variants():
+    proc = subprocess.Popen([sys.executable, "-m", "nodes.sandbox", "--port", "0", "--variant", "create_status=202",
+                             "--variant", "output_shape=workflow", "--max-concurrency", "2"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"on (http://\S+)", proc.stdout.readline()).group(1)
+        conf = httpx.get(f"{url}/_sandbox/config").json()
+        assert conf["variants"]["create_status"] == 202 and conf["output_shape"] == "workflow"
+        assert conf["max_concurrency"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    bad = subprocess.run([sys.executable, "-m", "nodes.sandbox", "--port", "0", "--variant", "idempotency=nope"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "idempotency must be one of" in bad.stderr
+
+
+# -- concurrency ---------------------------------------------------------------------------------------------------
+
+
+def iso_ts(s: str) -> float:
+    return datetime.fromisoformat(s).timestamp()
+
+
+def test_concurrency_cap_queues_runs(sample_png_bytes):
+    with Sandbox(run_seconds=0.5, max_concurrency=2) as sb, httpx.Client(
+            base_url=sb.url, headers={"Authorization": f"Bearer {sb.api_key}"}, timeout=10) as api:
+        url = upload(api, sample_png_bytes)["url"]
+        ids = [create(api, url).json()["id"] for _ in range(4)]
+        time.sleep(0.15)
+        now = [api.get(f"/v1/runs/{i}").json() for i in ids]
+        assert [r["status_code"] for r in now[:2]] == ["running"] * 2
+        assert [r["status_code"] for r in now[2:]] == ["queued"] * 2 and now[2]["started_at"] is None
+        done = [wait(api, i) for i in ids]
+        assert all(r["status_code"] == "succeeded" for r in done)
+        ends = sorted(iso_ts(r["completed_at"]) for r in done[:2])
+        assert [iso_ts(r["started_at"]) for r in done[2:]] == pytest.approx(ends, abs=2e-6)  # a slot frees: next starts
+        edges = sorted([(iso_ts(r["started_at"]), 1) for r in done] + [(iso_ts(r["completed_at"]), -1) for r in done])
+        running = [sum(d for _, d in edges[: i + 1]) for i in range(len(edges))]
+        assert max(running) == 2  # never more than the cap at once
+        for r in done:
+            assert r["duration_ms"] >= 450, r["duration_ms"]
+            assert r["duration_ms"] == round((iso_ts(r["completed_at"]) - iso_ts(r["started_at"])) * 1000)
+
+
+def test_default_cap_is_generous(api, sandbox, image_url):
+    ids = [create(api, image_url).json()["id"] for _ in range(8)]
+    time.sleep(0.1)
+    assert {api.get(f"/v1/runs/{i}").json()["status_code"] for i in ids} <= {"dispatching", "running", "succeeded"}
+    assert sandbox.max_concurrency == 8
+
+
+# -- discovery ---------------------------------------------------------------------------------------------------
+
+
+def test_discovery_routes(api, sandbox, image_url):
+    me = api.get("/v1/auth/me")
+    assert me.status_code == 200 and me.json()["org_id"]
+    assert api.get("/v1/billing/balance").json()["balance"] == "1000.00"
+    run_to_end(api, image_url)
+    assert api.get("/v1/billing/balance").json()["balance"] == "999.80"
+    model = api.get("/v1/models").json()["items"][0]
+    assert model["model_id"] == "runflow/multi-angles"
+    inputs = {i["name"]: i for i in model["inputs"]}
+    assert list(inputs) == ["image_url", "view", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio"]
+    assert inputs["view"]["is_required"] and inputs["view"]["validator_attrs"]["choices"] == list(VIEWS)
+    assert inputs["angle"]["validator_attrs"]["choices"] == list(ANGLES)
+    assert inputs["shot"]["validator_attrs"]["choices"] == list(SHOTS)
+    assert inputs["aspect_ratio"]["validator_attrs"]["choices"] == list(ASPECT_RATIOS)
+    assert inputs["match_input_aspect"]["default_value"] == "true" and not inputs["shot"]["is_required"]
+    assert all({"name", "is_required", "default_value", "validator_code", "validator_attrs"} <= set(i)
+               for i in model["inputs"])
+    for model_id in ("runflow/multi-angles", model["id"]):
+        examples = api.get(f"/v1/models/{model_id}/examples").json()["items"]
+        assert examples and all(e["duration_ms"] == 200 for e in examples)
+    assert api.get("/v1/models/runflow/nope/examples").status_code == 404
+    types = [t["mime_type"] for t in api.get("/v1/assets/types").json()["items"]]
+    assert types == ["image/png", "image/jpeg", "image/webp"]
+    assert httpx.get(f"{sandbox.url}/v1/models").status_code == 401  # discovery needs the key too
+
+
+def test_balance_too_low_refuses_create(api, sandbox, image_url):
+    sandbox.config(balance=0.30)
+    run_to_end(api, image_url)
+    refused = create(api, image_url)
+    assert refused.status_code == 402 and refused.json()["code"] == "INSUFFICIENT_CREDIT"
+    assert api.get("/v1/billing/balance").json()["balance"] == "0.10" and sandbox.created_runs == 1
+
+
+# -- control-route rules -----------------------------------------------------------------------------------------
+
+
+def test_control_routes_refuse_foreign_host_origin_and_non_json(sandbox):
+    ctl = control(sandbox)
+    host = sandbox.url.split("//")[1]
+    rebound = ctl.get("/stats", headers={"Host": "evil.example"})
+    assert rebound.status_code == 403 and rebound.json()["code"] == "FORBIDDEN_HOST"
+    assert ctl.post("/reset", json={}, headers={"Host": f"attacker.test:{sandbox.port}"}).status_code == 403
+    assert ctl.get("/stats", headers={"Host": f"localhost:{sandbox.port}"}).status_code == 200
+    cross = ctl.post("/config", json={"run_seconds": 9}, headers={"Origin": "http://evil.example"})
+    assert cross.status_code == 403 and cross.json()["code"] == "CROSS_ORIGIN" and sandbox.run_seconds == 0.2
+    assert ctl.delete("/faults", headers={"Origin": "null"}).status_code == 403
+    assert ctl.post("/config", json={"run_seconds": 0.3}, headers={"Origin": f"http://{host}"}).status_code == 200
+    assert ctl.get("/stats", headers={"Origin": "http://evil.example"}).status_code == 200  # reads: CORS blocks them
+    for headers in ({}, {"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"}):
+        plain = ctl.post("/config", content=b'{"run_seconds": 9}', headers=headers)
+        assert plain.status_code == 415 and plain.json()["code"] == "UNSUPPORTED_MEDIA_TYPE", headers
+    assert sandbox.run_seconds == 0.3
+    assert ctl.post("/config", content=b'{"run_seconds": 0.2}',
+                    headers={"Content-Type": "application/json; charset=utf-8"}).status_code == 200
+    assert ctl.delete("/faults").status_code == 200  # DELETE is never a simple request: no body needed
