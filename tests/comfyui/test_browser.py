@@ -548,6 +548,14 @@ def test_example_workflow(frontend, name, browser):
                                                                   list)]
             for nid in per_view:
                 assert len(server.output_files(entry, nid)) == n_views
+        # the pack's own node previews (JPEG files in ComfyUI's temp folder) load as images in this frontend
+        pack_nodes = [nid for nid, n in result["output"].items() if n["class_type"] in (SINGLE, TURNAROUND)]
+        for nid in pack_nodes:
+            previews = (entry.get("outputs", {}).get(nid) or {}).get("images") or []
+            assert previews and all(p["filename"].endswith(".jpg") for p in previews), entry.get("outputs")
+        page.page.wait_for_function("""(ids) => ids.every((id) => { const n = app.graph.getNodeById(Number(id));
+          return n && n.imgs?.length && n.imgs.every((i) => i.complete && i.naturalWidth > 0); })""",
+                                    arg=pack_nodes, timeout=30_000)
 
         # every pack node with a picker shows it in the loaded workflow, with the saved pose selected
         for nid, n in result["output"].items():
