@@ -8,8 +8,15 @@ import threading
 log = logging.getLogger(__name__)
 
 
-def start() -> threading.Thread:
-    """Build the TLS context and load Pillow's codec plugins off the clock (each costs 20-200 ms on first use)."""
+def start() -> threading.Thread | None:
+    """Inside ComfyUI (a no-op elsewhere): build the TLS context and load Pillow's codec plugins off the clock (each
+    costs 20-200 ms on first use)."""
+    try:
+        from server import PromptServer  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    if getattr(PromptServer, "instance", None) is None:
+        return None
     thread = threading.Thread(target=_warm, name="runflow-warmup", daemon=True)
     thread.start()
     return thread
