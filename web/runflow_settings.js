@@ -207,19 +207,36 @@ function renderUrlSetting({ field, label, placeholder, value, describe, resetTex
   return root;
 }
 
+/** What a test result depends on: the key (its last 4) and the URL. */
+function connectionSignature(st) {
+  return JSON.stringify([st?.key_configured ?? null, st?.key_last4 ?? null, st?.key_source ?? null, st?.api_url ?? null]);
+}
+
 function renderTestConnection() {
   const { root, form, status } = settingRow("test_connection");
   const run = button(tr("settings.test"), "submit");
   form.append(run);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
+  let testedFor = null; // the signature the shown result belongs to (null: nothing shown)
+  let current = null;
+  const runTest = async ({ notify }) => {
     run.disabled = true;
     setStatus(status, tr("settings.testing"));
     const result = await testConnection();
     run.disabled = false;
     const message = String(result?.message || (result?.ok ? tr("settings.testOk") : tr("settings.testFailed")));
     setStatus(status, message, result?.ok ? "ok" : "error");
-    toast(result?.ok ? "success" : "error", message);
+    testedFor = current;
+    if (notify) toast(result?.ok ? "success" : "error", message);
+  };
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    runTest({ notify: true });
+  });
+  // A result shown for another key or URL is stale: after Save / Remove, test again by itself (a free check).
+  subscribe(root, (st) => {
+    if (st?.error) return;
+    current = connectionSignature(st);
+    if (testedFor !== null && testedFor !== current && !run.disabled) runTest({ notify: false });
   });
   return root;
 }
@@ -246,6 +263,34 @@ function renderResultCache() {
     await show();
   });
   show();
+  return root;
+}
+
+/** Settings → Runflow → Spending: today / this month per Runflow's run records (GET /runflow/ledger), CSV export. */
+function renderLedger() {
+  const { root, form, status } = settingRow("ledger");
+  const href = guard("ledger CSV address", () => api.apiURL("/runflow/ledger.csv")) ?? "/api/runflow/ledger.csv";
+  const link = html("a", { class: "runflow-link", href, download: "runflow-ledger.csv", "data-runflow-ledger-csv": "" }, tr("settings.ledgerExport"));
+  form.append(link);
+  (async () => {
+    const response = await guard("reading the ledger", () => api.fetchApi("/runflow/ledger", { cache: "no-store" }));
+    const info = response?.ok ? await readJson(response) : null;
+    if (!info?.today || !info?.month) {
+      setStatus(status, tr("settings.routesMissing", { detail: response ? `HTTP ${response.status}` : "no answer" }), "error");
+      return;
+    }
+    const text = tr("settings.ledgerInfo", {
+      today: info.today.billed,
+      todayRuns: info.today.runs,
+      month: info.month.billed,
+      monthRuns: info.month.runs,
+      hits: info.month.cache_hits,
+    });
+    const notes = [text, tr("settings.ledgerTitle")];
+    if (info.month.unreported) notes.push(tr("settings.ledgerUnreported", { n: info.month.unreported }));
+    if (info.month.not_runflow) notes.push(tr("settings.ledgerNotRunflow", { n: info.month.not_runflow }));
+    setStatus(status, text, null, notes.join("\n"));
+  })();
   return root;
 }
 
@@ -320,6 +365,10 @@ const SETTINGS = [
   {
     key: "TestConnection",
     render: renderTestConnection,
+  },
+  {
+    key: "Ledger",
+    render: renderLedger,
   },
   {
     key: "ResultCache",

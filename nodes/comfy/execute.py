@@ -7,7 +7,7 @@ import dataclasses
 import json
 import logging
 
-from ..core import postprocess
+from ..core import postprocess, receipts
 from ..core.config import load_settings
 from ..core.runner import ItemResult, Runner
 from ..core.session import process_session
@@ -35,29 +35,40 @@ class Outcome:
 def jobs_for(sources: list[Source], specs: list[JobSpec]) -> list[tuple[Source, JobSpec]]:
     """Every spec for every source; labels get '#n ' when there are several sources."""
     many = len(sources) > 1
-    return [(src, dataclasses.replace(spec, label=f"#{i + 1} {spec.view}" if many else spec.view))
+    return [(src, dataclasses.replace(spec, label=f"#{i + 1} {spec.label or spec.view}" if many
+                                      else spec.label or spec.view))
             for i, src in enumerate(sources) for spec in specs]
 
 
-async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurrent: int) -> Outcome:
-    """Run jobs with status text, progress and Cancel; raise one clear error naming what failed."""
+async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurrent: int,
+                  notes: list[str] | None = None, extra: dict[str, dict] | None = None,
+                  show_preview: bool = True) -> Outcome:
+    """Run jobs with status text, progress and Cancel; raise one clear error naming what failed.
+
+    ``notes``: more status notes (e.g. which pose a connected pose snapped to); ``extra``: run_info fields per
+    pose (``JobSpec.pose``); ``show_preview``: write the node previews (ComfyUI's ``ui.images``) or not."""
     session = process_session()
     status = Status(len(jobs), title, session.totals)
-    status.notes = list(dict.fromkeys(n for src, _ in jobs for n in src.notes))
-    preview = adapter.preview_writer()
+    status.notes = list(dict.fromkeys([*(n for src, _ in jobs for n in src.notes), *(notes or [])]))
+    preview = adapter.preview_writer() if show_preview else None  # not shown = not written
     runner = Runner(load_settings(), max_concurrent=max_concurrent, on_event=status.event,
                     validate=postprocess.decoder(preview), prompt_id=adapter.context()[0], session=session)
     ticker = asyncio.ensure_future(status.ticker())
     try:
         results = await adapter.until_interrupted(runner.run(jobs))
     except E.Interrupted:
-        status.show("cancelled; a run already sent may still finish and bill — re-queue to collect it")
-        raise
+        notice = status.cancelled()
+        if not status.sent():
+            adapter.raise_comfy_interrupt()  # nothing at Runflow: ComfyUI's quiet "interrupted"
+        # Runs may still bill: say so where the user looks (the error toast / dialog), not only on the node.
+        adapter.clear_interrupt()
+        raise E.Interrupted(notice) from None
     except E.RunflowError as exc:
-        status.show(f"error: {exc.message}")
+        status.show(("failed", exc.message))
         raise
     finally:
         ticker.cancel()
+    status.receipt = _receipt(results, runner)
     _raise_failures(results, status, runner)
     out = await postprocess.assemble([r.decoded for r in results], preview)
     if out.note:
@@ -65,22 +76,31 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
         status.show()
     log.info("Runflow: post-processing %.0f ms per image (%d images)", out.ms_per_image, len(results))
     urls = "\n".join(r.url or "" for r in results)
-    info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **r.info} for r in results], indent=1)
-    return Outcome(out.tensor, results, urls, info, _ui(out, results, session.totals.spent_usd))
+    extra = extra or {}
+    info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **({"take": r.spec.take} if r.spec.take else {}),
+                        **extra.get(r.spec.pose, {}), **r.info} for r in results], indent=1)
+    ui = _ui(out, results, session.totals.spent_usd)
+    ui["runflow"][0].update(receipt=status.receipt, notes=status.notes)
+    return Outcome(out.tensor, results, urls, info, ui)
+
+
+def _receipt(results: list[ItemResult], runner: Runner) -> str:
+    try:
+        today = receipts.today(runner.ledger)
+    except OSError:  # an unreadable ledger must not lose the result the user paid for
+        today = None
+    return receipts.run_receipt(results, today)
 
 
 def _raise_failures(results: list[ItemResult], status: Status, runner: Runner) -> None:
     failed = [r for r in results if r.error is not None]
-    hits = runner.stats.cache_hits
-    summary = f"done · spent ${runner.stats.spent_usd:.2f}" + (f" · {hits} from cache — $0.00" if hits else "")
-    if hits == len(results):
-        summary = "from cache — $0.00"
     if not failed:
-        status.show(summary)
+        status.done(runner.stats.spent_usd, runner.stats.cache_hits, len(results))
         return
-    status.show(f"{len(failed)} of {len(results)} failed · " + summary)
     if len(results) == 1:
+        status.failed(1, 1, runner.stats.spent_usd, failed[0].error.message)
         raise failed[0].error
+    status.failed(len(failed), len(results), runner.stats.spent_usd, "")
     names = "; ".join(f"{r.spec.label}: {r.error.message}" for r in failed[:4])
     more = f" (+{len(failed) - 4} more)" if len(failed) > 4 else ""
     raise E.PartialFailure(f"{len(failed)} of {len(results)} Runflow runs failed — {names}{more}. The "

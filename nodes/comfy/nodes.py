@@ -6,6 +6,7 @@ Node ids, input names and combo strings are a public API: saved workflows store 
 from __future__ import annotations
 
 from ..core import codec, sources
+from ..core.reroll import REROLL_TOOLTIP, TAKE_TOOLTIP, reroll_note, reroll_specs
 from ..core.spec import JobSpec, parse_metadata, parse_views
 from ..runflow.contract import (
     ANGLES,
@@ -18,7 +19,9 @@ from ..runflow.contract import (
     TOOLTIPS,
     VIEWS,
 )
+from . import pose_nodes
 from .execute import execute, jobs_for
+from .pose_nodes import CAMERA_TOOLTIP, POSE_TOOLTIP, POSES_TOOLTIP, node_pose, pose_info, turnaround_poses
 
 CATEGORY = "Runflow"
 SEED_MAX = 2**31 - 1
@@ -40,12 +43,31 @@ def _pose_inputs() -> dict:
     }
 
 
+PREVIEW_TOOLTIP = ("Also show the result(s) on this node. Off by default: connect a Preview Image or Save Image node "
+                   "to see them there (a second copy here makes the node very tall).")
+
+
 def _source_inputs() -> dict:
+    # "advanced": folded away on a new node (the frontend's Show Advanced); older frontends only get it through the
+    # pack's web extension, which sets it on the widgets too.
     return {
         "image": ("IMAGE", {"tooltip": TOOLTIPS["image"]}),
         "image_url": ("STRING", {"default": "", "tooltip": TOOLTIPS["image_url"]}),
-        "upload_format": (list(codec.UPLOAD_FORMATS), {"default": codec.UPLOAD_FORMATS[0], "tooltip": FORMAT_TOOLTIP}),
+        "upload_format": (list(codec.UPLOAD_FORMATS), {"default": codec.UPLOAD_FORMATS[0], "tooltip": FORMAT_TOOLTIP,
+                                                       "advanced": True}),
     }
+
+
+def _preview_input() -> dict:
+    # Always the LAST input: a saved workflow stores widget values by position, so a new input goes at the end.
+    return {"show_preview": ("BOOLEAN", {"default": False, "tooltip": PREVIEW_TOOLTIP, "advanced": True})}
+
+
+def _result(out, show_preview: bool, result: tuple) -> dict:
+    ui = dict(out.ui)
+    if not show_preview:
+        ui.pop("images", None)
+    return {"ui": ui, "result": result}
 
 
 class RunflowMultiAngles:
@@ -68,19 +90,29 @@ class RunflowMultiAngles:
             "required": {"view": (list(VIEWS), {"default": DEFAULT_VIEW, "tooltip": TOOLTIPS["view"]}),
                          **_pose_inputs()},
             "optional": {**_source_inputs(),
-                         "callback_url": ("STRING", {"default": "", "tooltip": TOOLTIPS["callback_url"]}),
-                         "metadata": ("STRING", {"default": "", "multiline": True, "tooltip": TOOLTIPS["metadata"]})},
+                         "callback_url": ("STRING", {"default": "", "tooltip": TOOLTIPS["callback_url"],
+                                                     "advanced": True}),
+                         "metadata": ("STRING", {"default": "", "multiline": True, "tooltip": TOOLTIPS["metadata"],
+                                                 "advanced": True}),
+                         "pose": ("STRING", {"forceInput": True, "tooltip": POSE_TOOLTIP}),
+                         "camera_info": ("LOAD3D_CAMERA", {"tooltip": CAMERA_TOOLTIP}),
+                         **_preview_input()},
         }
 
     async def execute(self, view, angle, shot, prompt, match_input_aspect, aspect_ratio, seed, image=None,
-                      image_url="", upload_format=None, callback_url="", metadata=""):
-        spec = JobSpec(view=view, angle=angle, shot=shot, prompt=prompt or "",
+                      image_url="", upload_format=None, callback_url="", metadata="", pose=None, camera_info=None,
+                      show_preview=False):
+        reading = node_pose(view, angle, shot, pose, camera_info)  # before any upload: bad input costs nothing
+        p = reading.pose
+        spec = JobSpec(view=p.view, angle=p.angle, shot=p.shot, prompt=prompt or "",
                        match_input_aspect=bool(match_input_aspect), aspect_ratio=aspect_ratio, seed=int(seed),
                        callback_url=(callback_url or "").strip() or None, metadata=parse_metadata(metadata),
-                       label=view)
+                       label=p.view)
         srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0])
-        out = await execute(jobs_for(srcs, [spec]), title="Runflow", max_concurrent=4)
-        return {"ui": out.ui, "result": (out.batch, out.urls, out.info)}
+        notes, extra = pose_info([reading])
+        out = await execute(jobs_for(srcs, [spec]), title="Runflow", max_concurrent=4, notes=notes, extra=extra,
+                            show_preview=bool(show_preview))
+        return _result(out, show_preview, (out.batch, out.urls, out.info))
 
 
 class RunflowMultiAnglesTurnaround:
@@ -102,26 +134,35 @@ class RunflowMultiAnglesTurnaround:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {
-            "required": {"views": ("STRING", {"default": ", ".join(VIEWS), "multiline": False,
+            "required": {"views": ("STRING", {"default": "all", "multiline": False,
                                               "tooltip": "Views to render, comma-separated exact names (or all). "
                                                          "Each view is one $0.20 run."}),
                          **_pose_inputs(),
-                         "max_concurrent": ("INT", {"default": 8, "min": 1, "max": 16,
+                         "max_concurrent": ("INT", {"default": 8, "min": 1, "max": 16, "advanced": True,
                                                     "tooltip": "How many runs go out at once."})},
-            "optional": _source_inputs(),
+            "optional": {**_source_inputs(),
+                         "pose": ("STRING", {"forceInput": True, "tooltip": POSES_TOOLTIP}),
+                         "reroll": ("STRING", {"default": "", "tooltip": REROLL_TOOLTIP, "advanced": True}),
+                         "take": ("INT", {"default": 0, "min": 0, "max": 999, "tooltip": TAKE_TOOLTIP,
+                                          "advanced": True}),
+                         **_preview_input()},
         }
 
     async def execute(self, views, angle, shot, prompt, match_input_aspect, aspect_ratio, seed, max_concurrent=8,
-                      image=None, image_url="", upload_format=None):
-        chosen = parse_views(views)
-        base = dict(angle=angle, shot=shot, prompt=prompt or "", match_input_aspect=bool(match_input_aspect),
-                    aspect_ratio=aspect_ratio, seed=int(seed))
-        specs = [JobSpec(view=v, label=v, **base) for v in chosen]
+                      image=None, image_url="", upload_format=None, pose=None, reroll="", take=0,
+                      show_preview=False):
+        readings = turnaround_poses(parse_views(views), angle, shot, pose)  # a connected pose list replaces views
+        base = dict(prompt=prompt or "", match_input_aspect=bool(match_input_aspect), aspect_ratio=aspect_ratio,
+                    seed=int(seed))
+        specs = reroll_specs([r.pose for r in readings], base, reroll, take)
         srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0])
-        out = await execute(jobs_for(srcs, specs), title="Runflow turnaround", max_concurrent=max_concurrent)
+        notes, extra = pose_info(readings)
+        notes += [n for n in (reroll_note(specs),) if n]
+        out = await execute(jobs_for(srcs, specs), title="Runflow turnaround", max_concurrent=max_concurrent,
+                            notes=notes, extra=extra, show_preview=bool(show_preview))
         labels = [r.spec.label for r in out.results]
         singles = [out.batch[i:i + 1] for i in range(out.batch.shape[0])]
-        return {"ui": out.ui, "result": (out.batch, labels, out.urls, out.info, singles)}
+        return _result(out, show_preview, (out.batch, labels, out.urls, out.info, singles))
 
 
 class RunflowContactSheet:
@@ -138,7 +179,8 @@ class RunflowContactSheet:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {"images": ("IMAGE", {"tooltip": "Images to lay out (a batch, or a list of batches)."}),
-                         "columns": ("INT", {"default": 4, "min": 1, "max": 16}),
+                         "columns": ("INT", {"default": 4, "min": 1, "max": 16,
+                                             "tooltip": "Images per row (8 views with 4 columns = 2 rows)."}),
                          "cell_size": ("INT", {"default": 384, "min": 64, "max": 2048, "step": 32,
                                                "tooltip": "Each image is fitted into a square of this many px."})},
             "optional": {"labels": ("STRING", {"forceInput": True,
@@ -160,9 +202,13 @@ NODE_CLASS_MAPPINGS = {
     "RunflowMultiAngles": RunflowMultiAngles,
     "RunflowMultiAnglesTurnaround": RunflowMultiAnglesTurnaround,
     "RunflowContactSheet": RunflowContactSheet,
+    **pose_nodes.NODE_CLASS_MAPPINGS,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "RunflowMultiAngles": "Runflow Multi Angles",
-    "RunflowMultiAnglesTurnaround": "Runflow Multi Angles Turnaround",
+    # The price is in the title: visible in every renderer, also where the pack's picker (with its cost line) is not
+    # drawn (Vue nodes on frontend 1.27).
+    "RunflowMultiAngles": "Runflow Multi Angles ($0.20/run)",
+    "RunflowMultiAnglesTurnaround": "Runflow Multi Angles Turnaround ($0.20/view)",
     "RunflowContactSheet": "Runflow Contact Sheet",
+    **pose_nodes.NODE_DISPLAY_NAME_MAPPINGS,
 }

@@ -30,11 +30,11 @@ async def test_connection() -> dict:
         async with RunflowClient(settings.api_key, settings.api_url, retry=RetryPolicy(attempts=1)) as client:
             await client.check()
     except E.AuthError as exc:
-        return {**answer, "reachable": True, "key_accepted": False, "message": exc.message}
+        return {**answer, "reachable": True, "key_accepted": False, "message": settings.explain(exc.message)}
     except E.ApiError as exc:
-        return {**answer, "reachable": True, "message": exc.message}
-    except E.RunflowError as exc:
-        return {**answer, "message": exc.message}
+        return {**answer, "reachable": True, "message": settings.explain(exc.message)}
+    except E.RunflowError as exc:  # e.g. "cannot reach …: check RUNFLOW_API_URL" although the URL is from Settings
+        return {**answer, "message": settings.explain(exc.message)}
     return {**answer, "ok": True, "reachable": True, "key_accepted": True,
             "message": f"Connected to {settings.api_url}; the key (…{settings.api_key[-4:]}) was accepted."}
 
@@ -91,6 +91,21 @@ def add_routes(routes) -> None:
         removed = cache.clear()
         log.info("Runflow result cache cleared (%d results)", removed)
         return web.json_response({"removed": removed, **cache.stats()})
+
+    @routes.get("/runflow/ledger")
+    async def get_ledger(request):
+        from ..core import receipts
+
+        return web.json_response(receipts.summary(receipts.default_ledger()))
+
+    @routes.get("/runflow/ledger.csv")
+    async def get_ledger_csv(request):
+        from ..core import receipts
+
+        text = receipts.to_csv(receipts.default_ledger().read())
+        return web.Response(text=text, content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="runflow-ledger.csv"',
+                                     "Cache-Control": "no-store"})
 
     @routes.post(push.CALLBACK_PATH)
     async def post_callback(request):

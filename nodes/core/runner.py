@@ -102,7 +102,7 @@ class Runner:
         model = MODEL_ID if self.api == "runflow" else f"{MODEL_ID}@{self.api}"
         return [cache_key(image_sha256=src.pixel_sha256 if src.data is not None else None,
                           image_url=src.url if src.data is None else None, model=model,
-                          api_input=spec.api_input(), seed=spec.seed) for src, spec in jobs]
+                          api_input=spec.api_input(), seed=spec.seed, take=spec.take) for src, spec in jobs]
 
     def plan(self, jobs: list[tuple[Source, JobSpec]], keys: list[str] | None = None) -> Plan:
         """How many runs would be created (not cached, not already in flight) and what that costs."""
@@ -220,7 +220,7 @@ class Runner:
                                     wake=wakeups.register(run.id))
         except E.RunFailed as exc:
             self.journal.drop(key)  # a failed run is final and not billed; a re-queue may try again
-            self._receipt(spec, src, run.id, entry, exc.status or "failed", None, adopted)
+            self._receipt(spec, src, run.id, entry, exc.status or "failed", exc.cost, adopted)
             raise
         finally:
             wakeups.forget(run.id)

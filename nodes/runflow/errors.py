@@ -4,12 +4,22 @@ from __future__ import annotations
 
 KEY_HELP = "set RUNFLOW_API_KEY or Settings \u2192 Runflow \u2192 API key"
 
+#: The module name ComfyUI shows as an error's type ("Exception Type: runflow.ConfigError"). The real module is named
+#: after the pack's absolute path inside ComfyUI, which would put a filesystem path in front of the message.
+ERROR_MODULE = "runflow"
+
 
 class RunflowError(Exception):
     """Base of every error the pack raises on purpose."""
 
+    __module__ = ERROR_MODULE
+
     #: whether repeating the same request later may succeed
     retryable = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__module__ = ERROR_MODULE
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -108,10 +118,11 @@ class RunFailed(RunflowError):
     """The run reached a failed/errored/canceled status."""
 
     def __init__(self, message: str, *, run_id: str | None = None, status: str | None = None,
-                 failure_code: str | None = None, failure_message: str | None = None):
+                 failure_code: str | None = None, failure_message: str | None = None, cost: float | None = None):
         super().__init__(message)
         self.run_id = run_id
         self.status = status
+        self.cost = cost  # what the run record says it cost (None: Runflow did not say)
         self.failure_code = failure_code
         self.failure_message = failure_message
 
@@ -137,3 +148,4 @@ def mask_key(key: str | None) -> str:
 
 class ExpiredURL(RunflowError):
     """A presigned URL answered 403/404/410 (expired or revoked): get a fresh one and try again."""
+
