@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nodes.core import codec, postprocess
+from nodes.core import batch, codec, postprocess
 
 
 def old_to_tensor(items):
@@ -45,18 +45,18 @@ class Recorder:
 
 def test_every_uint8_value_converts_exactly_as_before():
     values = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
-    assert torch.equal(codec.to_tensor([values]), old_to_tensor([values]))
+    assert torch.equal(batch.to_tensor([values]), old_to_tensor([values]))
 
 
 def test_batches_identical_to_before_with_threads_and_mixed_sizes():
     rng = np.random.default_rng(7)
     same = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(5)]
     with ThreadPoolExecutor(3) as pool:
-        assert torch.equal(codec.to_tensor(same, pool.map), old_to_tensor(same))
+        assert torch.equal(batch.to_tensor(same, pool.map), old_to_tensor(same))
     mixed = [same[0], rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), same[1]]
-    fitted, changed, note = codec.fit_items(mixed)
+    fitted, changed, note = batch.fit_items(mixed)
     assert changed == [1] and "1 of 3" in note
-    tensor, note2 = codec.fit_batch(mixed)
+    tensor, note2 = batch.fit_batch(mixed)
     assert note2 == note and torch.equal(tensor, old_to_tensor(fitted))
 
 

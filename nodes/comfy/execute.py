@@ -8,6 +8,7 @@ import json
 import logging
 
 from ..core import postprocess, receipts
+from ..core.callbacks import callback_host
 from ..core.config import load_settings
 from ..core.runner import ItemResult, Runner
 from ..core.session import process_session
@@ -50,9 +51,12 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
     session = process_session()
     status = Status(len(jobs), title, session.totals)
     status.notes = list(dict.fromkeys([*(n for src, _ in jobs for n in src.notes), *(notes or [])]))
+    settings = load_settings()
+    status.notes.extend(callback_notes(jobs, settings))
     preview = adapter.preview_writer() if show_preview else None  # not shown = not written
-    runner = Runner(load_settings(), max_concurrent=max_concurrent, on_event=status.event,
-                    validate=postprocess.decoder(preview), prompt_id=adapter.context()[0], session=session)
+    runner = Runner(settings, max_concurrent=max_concurrent, on_event=status.event,
+                    validate=postprocess.decoder(preview), prompt_id=adapter.context()[0], session=session,
+                    require_prompt=adapter.inside_comfyui())
     ticker = asyncio.ensure_future(status.ticker())
     try:
         results = await adapter.until_interrupted(runner.run(jobs))
@@ -90,6 +94,13 @@ def _receipt(results: list[ItemResult], runner: Runner) -> str:
     except OSError:  # an unreadable ledger must not lose the result the user paid for
         today = None
     return receipts.run_receipt(results, today)
+
+
+def callback_notes(jobs: list[tuple[Source, JobSpec]], settings) -> list[str]:
+    """'callbacks → host' for every host a run's callback goes to (shown on the node whenever one is used)."""
+    hosts = dict.fromkeys(h for _, spec in jobs
+                          if (h := callback_host(spec.callback_url, settings.public_url, settings.webhook_secret)))
+    return [f"callbacks → {h}" for h in hosts]
 
 
 def _raise_failures(results: list[ItemResult], status: Status, runner: Runner) -> None:

@@ -5,7 +5,7 @@ Node ids, input names and combo strings are a public API: saved workflows store 
 
 from __future__ import annotations
 
-from ..core import codec, sources
+from ..core import batch, codec, sources
 from ..core.reroll import REROLL_TOOLTIP, TAKE_TOOLTIP, reroll_note, reroll_specs
 from ..core.spec import JobSpec, parse_metadata, parse_views
 from ..runflow.contract import (
@@ -195,7 +195,7 @@ class RunflowContactSheet:
         if len(flat) == 1 and len(arrays) > 1 and "\n" in flat[0]:  # a newline-joined string works too
             flat = flat[0].splitlines()
         grid = contact_sheet(arrays, flat, columns=int(columns[0]), cell=int(cell_size[0]))
-        return (codec.to_tensor([grid]),)
+        return (batch.to_tensor([grid]),)
 
 
 NODE_CLASS_MAPPINGS = {

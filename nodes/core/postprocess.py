@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import codec
+from . import batch, codec
 
 PreviewWriter = Callable[[np.ndarray], dict]  # uint8 HxWx3 -> a ComfyUI ui "images" entry
 FILL_THREADS = 4
@@ -53,14 +53,14 @@ def decoder(preview: PreviewWriter | None = None) -> Callable[[bytes], Decoded]:
 
 def _assemble(items: list[Decoded], preview: PreviewWriter | None, mode: str) -> Batch:
     t0 = time.perf_counter()
-    fitted, changed, note = codec.fit_items([d.pixels for d in items], mode)
+    fitted, changed, note = batch.fit_items([d.pixels for d in items], mode)
     previews = [d.preview for d in items]
     with ThreadPoolExecutor(min(FILL_THREADS, len(items))) as pool:
         if preview is not None:  # a preview shows what the batch holds: redo only the fitted ones (and any missing)
             redo = sorted(set(changed) | {i for i, p in enumerate(previews) if p is None})
             for i, entry in zip(redo, pool.map(lambda i: preview(fitted[i]), redo), strict=True):
                 previews[i] = entry
-        tensor = codec.to_tensor(fitted, pool.map)
+        tensor = batch.to_tensor(fitted, pool.map)
     own = (time.perf_counter() - t0) * 1000
     ms = (sum(d.ms for d in items) + own) / len(items)
     return Batch(tensor, [p for p in previews if p is not None], note, ms)

@@ -17,14 +17,14 @@ from ..runflow.client import DEFAULT_RUN_TIMEOUT, RunflowClient
 from ..runflow.contract import DEFAULT_API_URL, MODEL_ID, PRICE_PER_RUN_USD
 from ..runflow.models import Run
 from .cache import ResultCache, cache_key, default_cache_dir
-from .callbacks import callback_url
+from .callbacks import callback_url, check_workflow_callback
 from .config import Settings, user_dir
 from .events import ItemEvent, ItemState, Listener, Plan
 from .journal import Journal
 from .session import Session, process_session
 from .sources import Source
 from .spec import JobSpec
-from .spend import Ledger, Receipt, SpendGuard, cost_line, max_runs_per_prompt
+from .spend import DailyCap, Ledger, Receipt, SpendGuard, cost_line, max_runs_per_prompt
 from .timing import DurationEstimate
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class Runner:
     def __init__(self, settings: Settings, *, cache: ResultCache | None = None, use_cache: bool = True,
                  max_concurrent: int = 4, on_event: Listener | None = None, client_factory=None,
                  validate: Callable[[bytes], object] | None = None, guard_limit: int | None = None,
-                 prompt_id: str | None = None, session: Session | None = None, ledger: Ledger | None = None):
+                 prompt_id: str | None = None, session: Session | None = None, ledger: Ledger | None = None,
+                 require_prompt: bool = False):
         self.settings = settings
         self.session = session or process_session()
         self.cache = (cache or ResultCache(default_cache_dir())) if use_cache else None
@@ -91,7 +92,9 @@ class Runner:
         self.client_factory = client_factory or (lambda: RunflowClient(settings.require_key(), settings.api_url))
         self.decode = validate
         self.guard = SpendGuard(self.session.prompt_runs, max_runs_per_prompt() if guard_limit is None
-                                else guard_limit)
+                                else guard_limit, require_prompt=require_prompt)
+        self.daily = DailyCap(self.ledger, self.session.reserved, max_usd=settings.max_spend_per_day,
+                              max_runs=settings.max_runs_per_day, api=api_identity(settings))
         self.prompt_id = prompt_id
         self.estimate = DurationEstimate(user_dir() / "timing.json")
         self.timeout = run_timeout()
@@ -118,9 +121,16 @@ class Runner:
                     estimate_s=self.estimate.value)
 
     async def run(self, jobs: list[tuple[Source, JobSpec]]) -> list[ItemResult]:
+        for _, spec in jobs:  # a workflow's callback_url: only to a host the user allowed, checked before any send
+            if spec.callback_url:
+                check_workflow_callback(spec.callback_url, self.settings.callback_hosts, self.settings.public_url)
         keys = self.keys(jobs)
         plan = self.plan(jobs, keys)
         self.guard.admit(self.prompt_id, plan.new_runs, plan.line)
+        with self.daily.admit(plan.new_runs, plan.line):  # the rolling 24 h cap, shared with the CLI via the ledger
+            return await self._run(jobs, keys, plan)
+
+    async def _run(self, jobs: list[tuple[Source, JobSpec]], keys: list[str], plan: Plan) -> list[ItemResult]:
         self.on_event(plan)
         results = [ItemResult(spec) for _, spec in jobs]
         todo: dict[str, list[int]] = {}

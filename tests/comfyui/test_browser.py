@@ -528,6 +528,96 @@ def test_settings_key(frontend, ui, bsandbox):
     assert_no_pack_errors(frontend, ui.tag)
 
 
+CROSS_ORIGIN_PAGE = """<!doctype html><title>not ComfyUI</title><script>
+async function attack(base) {
+  const out = [];
+  const tries = [
+    ["settings text/plain", "/runflow/settings", {method: "POST", mode: "no-cors",
+      headers: {"Content-Type": "text/plain"},
+      body: JSON.stringify({api_url: "http://127.0.0.1:9/steal", api_key: "rf_live_attacker_key_0000"})}],
+    ["settings json", "/runflow/settings", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({public_url: "http://127.0.0.1:9", webhook_secret: "whsec_attacker_0000"})}],
+    ["settings form", "/runflow/settings", {method: "POST", mode: "no-cors",
+      body: new URLSearchParams({api_key: "x"})}],
+    ["cache clear text/plain", "/runflow/cache/clear", {method: "POST", mode: "no-cors", body: "{}"}],
+    ["cache clear json", "/runflow/cache/clear", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: "{}"}],
+    ["test connection", "/runflow/test_connection", {method: "POST", mode: "no-cors", body: "{}"}],
+    ["read settings", "/runflow/settings", {method: "GET"}],
+  ];
+  for (const [name, path, init] of tries) {
+    try {
+      const r = await fetch(base + path, init);
+      let text = null;
+      try { text = await r.text(); } catch (e) {}
+      out.push({name, type: r.type, status: r.status, readable: !!text});
+    } catch (e) { out.push({name, error: String(e)}); }
+  }
+  return out;
+}
+</script>"""
+
+
+def test_cross_origin_page_cannot_write(frontend, browser):
+    """A page served from another origin (as any website the user visits would be) tries fetch() writes to the
+    pack's routes: none succeeds, and it cannot read the settings either. The browser also reaches ComfyUI by a
+    hostile name that resolves to 127.0.0.1 (DNS rebinding: ComfyUI's own origin check only covers loopback Host
+    names), and pages come from 127.0.0.1/localhost on another port and from a foreign name."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    server = frontend.server
+    before = server.get("/runflow/settings").json()
+    entries = server.get("/runflow/cache").json()["entries"]
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            data = CROSS_ORIGIN_PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    evil = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    rules = "MAP comfy-rebind.test 127.0.0.1, MAP evil.test 127.0.0.1"
+    rebinding = browser.browser_type.launch(executable_path=chromium_path(), headless=True,
+                                            args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"])
+    context = rebinding.new_context()
+    port, results_seen = evil.server_address[1], 0
+    try:
+        page = context.new_page()
+        for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://evil.test:{port}"):
+            page.goto(origin + "/")
+            for base in (f"http://127.0.0.1:{server.port}", f"http://localhost:{server.port}",
+                         f"http://comfy-rebind.test:{server.port}"):
+                for r in page.evaluate("(base) => attack(base)", base):
+                    results_seen += 1  # opaque (no-cors: status 0, unreadable) or a network error (CORS refused)
+                    assert r.get("error") or (r["type"] == "opaque" and not r["readable"]), (origin, base, r)
+        # the rebinding page itself (same-origin as far as the browser knows): its requests all reach the server
+        page.goto(f"http://comfy-rebind.test:{server.port}/runflow/settings")
+        assert "key_configured" not in page.content(), "a rebinding page can read the settings"
+        rebound = page.evaluate("""async () => { const out = [];
+          for (const path of ["/runflow/settings", "/runflow/cache/clear", "/runflow/test_connection"]) {
+            const r = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
+              body: JSON.stringify(path.endsWith("settings") ? {api_key: "rf_live_attacker_key_0000"} : {})});
+            out.push(r.status); }
+          return out; }""")
+        assert rebound == [403, 403, 403], rebound
+    finally:
+        context.close()
+        rebinding.close()
+        evil.shutdown()
+        evil.server_close()
+    assert results_seen == 3 * 3 * 7
+    assert server.get("/runflow/settings").json() == before, "a cross-origin page changed the settings"
+    assert server.get("/runflow/cache").json()["entries"] == entries, "a cross-origin page cleared the cache"
+
+
 # ---- 4. example workflows: Templates list, load, convert, run; thumbnails ------------------------------------------
 
 
@@ -814,7 +904,8 @@ def test_screenshots(frontend, browser, bsandbox):
 
     # Settings → Runflow with the key configured (only its last 4 shown)
     page = UI(browser, server, frontend.errors, "test_screenshots[settings_runflow.png]", viewport=(1400, 900))
-    server.settings(api_url="")  # show the default API URL a user sees, not the sandbox's port
+    # show the default API URL a user sees, not the sandbox's port (the key typed for it is the real key's slot)
+    server.settings(api_url="", api_key=bsandbox.api_key)
     try:
         page.open("classic")
         dialog = page.open_settings("Runflow")

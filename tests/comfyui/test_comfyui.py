@@ -213,7 +213,8 @@ def test_settings_route_never_returns_the_key(comfy, rf_sandbox, good_settings):
     # the config file lives in ComfyUI's --user-directory, owner-only
     cfg = comfy.user_dir / "runflow" / "config.json"
     assert Path(status["config_path"]) == cfg
-    assert json.loads(cfg.read_text())["api_key"] == key
+    # the key typed while the API URL is a loopback sandbox is that sandbox's key, never stored as the real one
+    assert json.loads(cfg.read_text())["sandbox_key"] == key and status["key_for"] == "sandbox"
     assert cfg.stat().st_mode & 0o777 == 0o600
     # POST answers status, never the key; bad values are refused with 400
     r = comfy.post("/runflow/settings", json={"api_key": key, "api_url": rf_sandbox.url})
@@ -222,7 +223,7 @@ def test_settings_route_never_returns_the_key(comfy, rf_sandbox, good_settings):
     assert r.status_code == 400 and "api_url" in r.json()["error"]
     assert comfy.get("/runflow/settings").json()["api_url"] == rf_sandbox.url
     # test connection against the sandbox
-    r = comfy.post("/runflow/test_connection")
+    r = comfy.post("/runflow/test_connection", json={})
     assert r.status_code == 200 and key not in r.text
     answer = r.json()
     assert answer["ok"] is True and answer["key_accepted"] is True, answer
@@ -318,7 +319,7 @@ def test_error_wrong_key(comfy, rf_sandbox, good_settings, errors_source):
     assert "WXYZ" in msg and wrong not in msg and wrong[:-4] not in msg, msg
     assert wrong not in json.dumps(entry), "the key appears somewhere in the history entry"
     assert d.runs == 0 and d.uploads == 0
-    r = comfy.post("/runflow/test_connection")
+    r = comfy.post("/runflow/test_connection", json={})
     answer = r.json()
     assert answer["ok"] is False and answer["reachable"] is True and answer["key_accepted"] is False, answer
     assert "RUNFLOW_API_KEY" in answer["message"] and wrong not in r.text
