@@ -160,8 +160,8 @@ def main() -> int:
     total = args.sources * args.views
     tmp = Path(tempfile.mkdtemp(prefix="rfma-catalog-"))
     srcs = make_sources(tmp / "products", args.sources)
-    sb = Sandbox(run_seconds=args.run_seconds, max_concurrency=args.org_concurrency,
-                 render_long_side=args.result_px).start()
+    sb = Sandbox(run_seconds=args.run_seconds, max_concurrency=args.org_concurrency).start()
+    sb.output_side = args.result_px
     chaos = Chaos(sb, args.fault_rate, args.storm_seconds)
     base_env = {**os.environ, "RUNFLOW_API_URL": sb.url, "RUNFLOW_API_KEY": sb.api_key, "RUNFLOW_SANDBOX": "1",
                 "PYTHONPATH": str(ROOT)}

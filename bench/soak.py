@@ -122,6 +122,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     os.environ["RUNFLOW_USER_DIR"] = tempfile.mkdtemp(prefix="rfsoak-")
+    os.environ["RUNFLOW_MAX_SPEND_PER_DAY"] = "0"  # 200 sandbox runs are a deliberate "day": no daily cap here
     with Sandbox(run_seconds=args.run_seconds) as sb:
         os.environ["RUNFLOW_API_URL"], os.environ["RUNFLOW_API_KEY"] = sb.url, sb.api_key
         sb.faults.random(rate=args.rate, kinds=KINDS, seed=args.seed)

@@ -9,6 +9,8 @@ import { tr } from "./runflow_i18n.js";
 import { SETTING_TEXT } from "./runflow_strings.js";
 
 const STATUS_CACHE_MS = 1500; // several settings rows render at once; share one GET
+// Every write route of the pack requires JSON (the server refuses text/plain "simple" cross-origin requests).
+const jsonPost = () => ({ method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
 
 let statusCache = { at: 0, promise: null };
 const statusListeners = new Set();
@@ -76,7 +78,7 @@ function subscribe(el, update) {
 
 export async function testConnection() {
   try {
-    const response = await api.fetchApi("/runflow/test_connection", { method: "POST" });
+    const response = await api.fetchApi("/runflow/test_connection", jsonPost());
     const body = await readJson(response);
     if (!response.ok || !body) {
       return { ok: false, message: body?.error || tr("settings.routesMissing", { detail: `HTTP ${response.status}` }) };
@@ -256,7 +258,7 @@ function renderResultCache() {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     clear.disabled = true;
-    const response = await guard("clearing the cache", () => api.fetchApi("/runflow/cache/clear", { method: "POST" }));
+    const response = await guard("clearing the cache", () => api.fetchApi("/runflow/cache/clear", jsonPost()));
     const info = response?.ok ? await readJson(response) : null;
     clear.disabled = false;
     if (info) toast("success", tr("settings.cacheCleared", { removed: info.removed }));

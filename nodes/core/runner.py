@@ -17,7 +17,7 @@ from ..runflow.client import DEFAULT_RUN_TIMEOUT, RunflowClient
 from ..runflow.contract import DEFAULT_API_URL, MODEL_ID, PRICE_PER_RUN_USD
 from ..runflow.models import Run
 from .cache import ResultCache, cache_key, default_cache_dir
-from .callbacks import callback_url
+from .callbacks import callback_url, check_workflow_callback
 from .concurrency import AdaptiveLimiter
 from .config import Settings, user_dir
 from .events import ItemEvent, ItemState, Listener, Plan
@@ -25,7 +25,7 @@ from .journal import Journal
 from .session import Session, process_session
 from .sources import Source
 from .spec import JobSpec
-from .spend import Ledger, Receipt, SpendGuard, cost_line, max_runs_per_prompt
+from .spend import DailyCap, Ledger, Receipt, SpendGuard, cost_line, max_runs_per_prompt
 from .timing import DurationEstimate
 
 ResultListener = Callable[[int, "ItemResult"], None]
@@ -33,6 +33,7 @@ ResultListener = Callable[[int, "ItemResult"], None]
 log = logging.getLogger(__name__)
 
 ENV_TIMEOUT = "RUNFLOW_TIMEOUT"
+PRIOR_WAIT = 0.5  # seconds a first run's polls wait for the examples' timing (asked while uploading)
 
 
 @dataclass
@@ -83,7 +84,8 @@ class Runner:
                  max_concurrent: int = 4, on_event: Listener | None = None, client_factory=None,
                  validate: Callable[[bytes], object] | None = None, guard_limit: int | None = None,
                  prompt_id: str | None = None, session: Session | None = None, ledger: Ledger | None = None,
-                 limiter: AdaptiveLimiter | None = None, on_result: ResultListener | None = None,
+                 require_prompt: bool = False, limiter: AdaptiveLimiter | None = None,
+                 on_result: ResultListener | None = None,
                  before_create: Callable[[JobSpec], None] | None = None):
         self.settings = settings
         self.session = session or process_session()
@@ -95,7 +97,9 @@ class Runner:
         self.client_factory = client_factory or (lambda: RunflowClient(settings.require_key(), settings.api_url))
         self.decode = validate
         self.guard = SpendGuard(self.session.prompt_runs, max_runs_per_prompt() if guard_limit is None
-                                else guard_limit)
+                                else guard_limit, require_prompt=require_prompt)
+        self.daily = DailyCap(self.ledger, self.session.reserved, max_usd=settings.max_spend_per_day,
+                              max_runs=settings.max_runs_per_day, api=api_identity(settings))
         self.prompt_id = prompt_id
         self.estimate = DurationEstimate(user_dir() / "timing.json")
         self.timeout = run_timeout()
@@ -134,9 +138,16 @@ class Runner:
                     estimate_s=self.estimate.value)
 
     async def run(self, jobs: list[tuple[Source, JobSpec]]) -> list[ItemResult]:
+        for _, spec in jobs:  # a workflow's callback_url: only to a host the user allowed, checked before any send
+            if spec.callback_url:
+                check_workflow_callback(spec.callback_url, self.settings.callback_hosts, self.settings.public_url)
         keys = self.keys(jobs)
         plan = self.plan(jobs, keys)
         self.guard.admit(self.prompt_id, plan.new_runs, plan.line)
+        with self.daily.admit(plan.new_runs, plan.line):  # the rolling 24 h cap, shared with the CLI via the ledger
+            return await self._run(jobs, keys, plan)
+
+    async def _run(self, jobs: list[tuple[Source, JobSpec]], keys: list[str], plan: Plan) -> list[ItemResult]:
         self.on_event(plan)
         results = [ItemResult(spec) for _, spec in jobs]
         todo: dict[str, list[int]] = {}
@@ -155,12 +166,14 @@ class Runner:
         async with self.client_factory() as client:
             if self.limiter is not None:
                 client.http.on_status = self.limiter.observe
+            # no timing yet (a fresh install): Runflow's timing of the model's examples, asked while uploading
+            prior = None if self.estimate.value is not None else asyncio.ensure_future(self.estimate.ask_prior(client))
 
             async def one(key: str, idxs: list[int]) -> None:
                 src, spec = jobs[idxs[0]]
                 async with self.limiter.slot() if self.limiter is not None else sem:
                     try:
-                        res = await self._run_one(client, key, src, spec, idxs[0])
+                        res = await self._run_one(client, key, src, spec, idxs[0], prior)
                         if self.limiter is not None:
                             self.limiter.succeeded()
                     except E.RunflowError as exc:
@@ -173,7 +186,11 @@ class Runner:
                 for i in idxs:
                     self._deliver(results, i, dataclasses.replace(res, spec=jobs[i][1]))
 
-            await asyncio.gather(*(one(k, v) for k, v in todo.items()))
+            try:
+                await asyncio.gather(*(one(k, v) for k, v in todo.items()))
+            finally:
+                if prior is not None and not prior.done():
+                    prior.cancel()
             self.stats.uploads += client.stats.uploads
         return results
 
@@ -192,7 +209,8 @@ class Runner:
             return src.url or ""
         return await self.session.uploads.url(client, src.upload_sha256 or "", src.data, src.mime, src.filename)
 
-    async def _run_one(self, client: RunflowClient, key: str, src: Source, spec: JobSpec, index: int) -> ItemResult:
+    async def _run_one(self, client: RunflowClient, key: str, src: Source, spec: JobSpec, index: int,
+                       prior: asyncio.Future | None = None) -> ItemResult:
         def status(run: Run, elapsed: float) -> None:
             self.on_event(ItemEvent(index, spec.label, ItemState.of_run(run.state), elapsed=elapsed, run_id=run.id,
                                     run_status=run.state))
@@ -227,6 +245,8 @@ class Runner:
             self.stats.created += 1
             status(run, 0.0)
         started = time.monotonic()
+        if prior is not None:
+            await asyncio.wait({prior}, timeout=PRIOR_WAIT)  # a slow answer must not hold the polls back
         wakeups = self.session.wakeups
         try:
             run = await client.wait(run, timeout=self.timeout, estimate=self.estimate.value, on_status=status,

@@ -85,7 +85,8 @@ def load_input_image(data: bytes) -> Image.Image:
 
 def output_size(input_size: tuple[int, int], match_input_aspect: str | None, aspect_ratio: str | None,
                 long_side: int = LONG_SIDE):
-    """(w, h): about 1 MP, long side 1024, multiples of 8; input aspect unless match_input_aspect == "false"."""
+    """(w, h): long side ``long_side`` (1024: about 1 MP), multiples of 8; input aspect unless match_input_aspect ==
+    "false"."""
     if match_input_aspect == "false":
         a, b = (aspect_ratio or DEFAULT_ASPECT_RATIO).split(":")
         aspect = int(a) / int(b)
@@ -98,8 +99,7 @@ def output_size(input_size: tuple[int, int], match_input_aspect: str | None, asp
 
 
 def render_pose(data: bytes, fields: dict, long_side: int = LONG_SIDE) -> RenderResult:
-    """Render the stand-in result for one run (``long_side``: smaller for cheap load tests). Raises
-    InputImageError for unusable input."""
+    """Render the stand-in result for one run. Raises InputImageError for unusable input."""
     src = _flatten(load_input_image(data))
     view = fields.get("view") or "front view"
     angle = fields.get("angle") or DEFAULT_ANGLE

@@ -58,8 +58,7 @@ Set them: ``Sandbox(variants={"idempotency": "ignored"})`` (or a ``Variants(...)
 at runtime ``sb.config(idempotency="ignored")`` or ``sb.config(variants={...})``, over HTTP ``POST /_sandbox/config``
 ``{"idempotency": "ignored"}`` (or ``{"variants": {...}}``), on the CLI ``--variant idempotency=ignored``
 (repeatable). ``sb.config()`` / ``GET /_sandbox/config`` show the settings. Other settings (same four ways, CLI
-flags aside): run_seconds, queue_seconds, upload_url_ttl, get_url_ttl, render_long_side (px, default 1024; smaller
-makes load tests cheap), max_concurrency (runs per organisation
+flags aside): run_seconds, queue_seconds, upload_url_ttl, get_url_ttl, max_concurrency (runs per organisation
 running at once, default 8; the rest wait in ``queued``), create_seconds (latency of the create handler itself, to
 make "in progress" replays reproducible), balance (USD; when set, a create that the balance cannot pay is refused
 with 402 INSUFFICIENT_CREDIT; GET /v1/billing/balance reports it, 1000.00 minus spend when unset).
@@ -93,6 +92,7 @@ from .config import PRICE, TERMINAL, Variants
 from .control import ControlMixin
 from .faults import Faults, path_matches
 from .handler import Handler, Server, Server6, route_key
+from .render import LONG_SIDE
 from .runs import RunsMixin
 from .slots import SlotsMixin
 from .storage import StorageMixin
@@ -100,7 +100,7 @@ from .storage import StorageMixin
 log = logging.getLogger(__name__)
 
 SETTINGS = {"run_seconds": float, "queue_seconds": float, "upload_url_ttl": float, "get_url_ttl": float,
-            "create_seconds": float, "max_concurrency": int, "render_long_side": int}
+            "create_seconds": float, "max_concurrency": int}
 DEFAULT_BALANCE = 1000.0
 
 
@@ -111,12 +111,14 @@ class Sandbox(ApiMixin, RunsMixin, SlotsMixin, StorageMixin, CallbacksMixin, Con
                  port: int = 0, host: str = "127.0.0.1", output_shape: str = "outputs", upload_url_ttl: float = 600,
                  get_url_ttl: float = 3600, public_url: str | None = None, callback_secret: str | None = None,
                  variants: Variants | dict | None = None, max_concurrency: int = 8, create_seconds: float = 0.0,
-                 balance: float | None = None, allow_remote: bool = False, render_long_side: int = 1024):
+                 balance: float | None = None, allow_remote: bool = False):
         self.api_key = api_key
         # run callbacks: POSTed to callback_url when a run is terminal, signed (Runflow-Signature) with this secret
         self.callback_secret = callback_secret
         self.callbacks: list[dict] = []  # one entry per delivery attempt: run_id, url, signed, http_status
         self.run_seconds = float(run_seconds)
+        self.output_side = LONG_SIDE  # long side of rendered results (bench/comfy_bench.py's memory figure: 2048)
+        self._rendered: dict = {}  # (input sha256, pose fields, side) -> RenderResult, oldest first (runs.py)
         self.queue_seconds = float(queue_seconds)
         self.host, self.port = host, int(port)
         if isinstance(variants, Variants):
@@ -128,7 +130,6 @@ class Sandbox(ApiMixin, RunsMixin, SlotsMixin, StorageMixin, CallbacksMixin, Con
         self.allow_remote = allow_remote
         self.max_concurrency = int(max_concurrency)
         self.create_seconds = float(create_seconds)
-        self.render_long_side = int(render_long_side)  # results' long side; smaller = cheaper load tests
         self.balance_start = None if balance is None else float(balance)
         self.url: str | None = None
         self.faults = Faults()

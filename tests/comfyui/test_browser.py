@@ -51,6 +51,7 @@ WORKFLOWS = sorted(p.stem for p in EXAMPLES.glob("*.json"))
 # The file names are the titles the Templates browser shows (both frontends list a pack's templates by file name).
 SINGLE_TEMPLATE = "Multi Angles - one new view"
 TURNAROUND_TEMPLATE = "Multi Angles - turnaround"
+TURNTABLE_TEMPLATE = "Multi Angles - turntable"
 
 def view_slug(view: str) -> str:
     """The Turnaround template's file name for a view (its Regex Replace node: [^a-z0-9-]+ -> _)."""
@@ -528,6 +529,96 @@ def test_settings_key(frontend, ui, bsandbox):
     assert_no_pack_errors(frontend, ui.tag)
 
 
+CROSS_ORIGIN_PAGE = """<!doctype html><title>not ComfyUI</title><script>
+async function attack(base) {
+  const out = [];
+  const tries = [
+    ["settings text/plain", "/runflow/settings", {method: "POST", mode: "no-cors",
+      headers: {"Content-Type": "text/plain"},
+      body: JSON.stringify({api_url: "http://127.0.0.1:9/steal", api_key: "rf_live_attacker_key_0000"})}],
+    ["settings json", "/runflow/settings", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({public_url: "http://127.0.0.1:9", webhook_secret: "whsec_attacker_0000"})}],
+    ["settings form", "/runflow/settings", {method: "POST", mode: "no-cors",
+      body: new URLSearchParams({api_key: "x"})}],
+    ["cache clear text/plain", "/runflow/cache/clear", {method: "POST", mode: "no-cors", body: "{}"}],
+    ["cache clear json", "/runflow/cache/clear", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: "{}"}],
+    ["test connection", "/runflow/test_connection", {method: "POST", mode: "no-cors", body: "{}"}],
+    ["read settings", "/runflow/settings", {method: "GET"}],
+  ];
+  for (const [name, path, init] of tries) {
+    try {
+      const r = await fetch(base + path, init);
+      let text = null;
+      try { text = await r.text(); } catch (e) {}
+      out.push({name, type: r.type, status: r.status, readable: !!text});
+    } catch (e) { out.push({name, error: String(e)}); }
+  }
+  return out;
+}
+</script>"""
+
+
+def test_cross_origin_page_cannot_write(frontend, browser):
+    """A page served from another origin (as any website the user visits would be) tries fetch() writes to the
+    pack's routes: none succeeds, and it cannot read the settings either. The browser also reaches ComfyUI by a
+    hostile name that resolves to 127.0.0.1 (DNS rebinding: ComfyUI's own origin check only covers loopback Host
+    names), and pages come from 127.0.0.1/localhost on another port and from a foreign name."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    server = frontend.server
+    before = server.get("/runflow/settings").json()
+    entries = server.get("/runflow/cache").json()["entries"]
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            data = CROSS_ORIGIN_PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    evil = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    rules = "MAP comfy-rebind.test 127.0.0.1, MAP evil.test 127.0.0.1"
+    rebinding = browser.browser_type.launch(executable_path=chromium_path(), headless=True,
+                                            args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"])
+    context = rebinding.new_context()
+    port, results_seen = evil.server_address[1], 0
+    try:
+        page = context.new_page()
+        for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://evil.test:{port}"):
+            page.goto(origin + "/")
+            for base in (f"http://127.0.0.1:{server.port}", f"http://localhost:{server.port}",
+                         f"http://comfy-rebind.test:{server.port}"):
+                for r in page.evaluate("(base) => attack(base)", base):
+                    results_seen += 1  # opaque (no-cors: status 0, unreadable) or a network error (CORS refused)
+                    assert r.get("error") or (r["type"] == "opaque" and not r["readable"]), (origin, base, r)
+        # the rebinding page itself (same-origin as far as the browser knows): its requests all reach the server
+        page.goto(f"http://comfy-rebind.test:{server.port}/runflow/settings")
+        assert "key_configured" not in page.content(), "a rebinding page can read the settings"
+        rebound = page.evaluate("""async () => { const out = [];
+          for (const path of ["/runflow/settings", "/runflow/cache/clear", "/runflow/test_connection"]) {
+            const r = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
+              body: JSON.stringify(path.endsWith("settings") ? {api_key: "rf_live_attacker_key_0000"} : {})});
+            out.push(r.status); }
+          return out; }""")
+        assert rebound == [403, 403, 403], rebound
+    finally:
+        context.close()
+        rebinding.close()
+        evil.shutdown()
+        evil.server_close()
+    assert results_seen == 3 * 3 * 7
+    assert server.get("/runflow/settings").json() == before, "a cross-origin page changed the settings"
+    assert server.get("/runflow/cache").json()["entries"] == entries, "a cross-origin page cleared the cache"
+
+
 # ---- 4. example workflows: Templates list, load, convert, run; thumbnails ------------------------------------------
 
 
@@ -599,7 +690,7 @@ def test_cancel_and_errors_reach_the_user(frontend, ui, bsandbox, renderer):
 def test_templates_list(frontend):
     listing = frontend.server.get("/api/workflow_templates").json()
     assert sorted(listing.get(PACK_NAME, [])) == WORKFLOWS, listing
-    assert WORKFLOWS == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE]
+    assert WORKFLOWS == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE, TURNTABLE_TEMPLATE]
 
 
 def test_template_titles_in_browser(frontend, ui):
@@ -678,7 +769,11 @@ def test_example_workflow(frontend, name, browser):
         for nid in outputs:
             files = server.output_files(entry, nid)
             assert files and all(f.is_file() and f.stat().st_size > 0 for f in files), (nid, entry.get("outputs"))
-        if TURNAROUND in result["types"]:
+        if "SaveAnimatedWEBP" in result["types"]:  # the turntable lands in the subject's folder too
+            saved = [f for nid in outputs for f in server.output_files(entry, nid)]
+            assert [(f.parent, f.name) for f in saved] == [(server.out_dir / "runflow" / "my_subject",
+                                                           "turntable_00001_.webp")], saved
+        elif TURNAROUND in result["types"]:
             # one folder per subject with clean file names; a second subject gets its own folder
             ta = next(v for v in result["output"].values() if v["class_type"] == TURNAROUND)
             expected = sorted(f"{slug}_00001_.png" for slug in [*map(view_slug, views_of(ta["inputs"]["views"])),
@@ -814,7 +909,8 @@ def test_screenshots(frontend, browser, bsandbox):
 
     # Settings → Runflow with the key configured (only its last 4 shown)
     page = UI(browser, server, frontend.errors, "test_screenshots[settings_runflow.png]", viewport=(1400, 900))
-    server.settings(api_url="")  # show the default API URL a user sees, not the sandbox's port
+    # show the default API URL a user sees, not the sandbox's port (the key typed for it is the real key's slot)
+    server.settings(api_url="", api_key=bsandbox.api_key)
     try:
         page.open("classic")
         dialog = page.open_settings("Runflow")
@@ -892,7 +988,7 @@ def test_picker_reroll(frontend, ui, renderer):
 def test_picker_reroll_bills_one_run(frontend, ui, bsandbox):
     """Picker -> saved inputs -> queue: the re-rolled view is the only new (billable) run; back to take 0 is free."""
     ui.open("classic")
-    wf = json.loads((EXAMPLES / "runflow_turnaround.json").read_text())
+    wf = json.loads((EXAMPLES / f"{TURNAROUND_TEMPLATE}.json").read_text())
     queue = """async () => { const p = await app.graphToPrompt(); const api = window.comfyAPI?.api?.api;
       const r = await fetch('/prompt', { method: 'POST', headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ prompt: p.output, client_id: api?.clientId }) }); return (await r.json()).prompt_id; }"""
