@@ -164,7 +164,7 @@ def main() -> int:
     sb.output_side = args.result_px
     chaos = Chaos(sb, args.fault_rate, args.storm_seconds)
     base_env = {**os.environ, "RUNFLOW_API_URL": sb.url, "RUNFLOW_API_KEY": sb.api_key, "RUNFLOW_SANDBOX": "1",
-                "PYTHONPATH": str(ROOT)}
+                "PYTHONPATH": str(ROOT), "RUNFLOW_MAX_SPEND_PER_DAY": "0"}  # $200 of sandbox runs > the $25/day cap
 
     def cli(out: Path, *extra: str) -> list[str]:  # --views is the default of a manifest's rows
         return [sys.executable, "-m", "nodes.cli", "--out", str(out), "--views", views, "-q",
