@@ -42,7 +42,7 @@ class RunflowClient:
                  timeout: httpx.Timeout = API_TIMEOUT, storage_timeout: httpx.Timeout = STORAGE_TIMEOUT,
                  transport: httpx.AsyncBaseTransport | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_connections: int = 16,
-                 capabilities: CapabilityStore | None = None, settle: float = SETTLE_SECONDS):
+                 capabilities: CapabilityStore | None = None, settle: float | None = None):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise E.ConfigError(f"RUNFLOW_API_URL must be an http(s) URL, got {base_url[:80]!r}")
@@ -53,7 +53,8 @@ class RunflowClient:
         self.retry = self.http.retry
         self.stats = self.http.stats
         self.capabilities = capabilities or CapabilityStore(None)  # what this API does where the docs are silent
-        self.settle = settle
+        # a create that timed out may still be handled: wait at least a read timeout before calling it absent
+        self.settle = settle if settle is not None else max(SETTLE_SECONDS, (timeout.read or 0.0) + 1.0)
 
     def __repr__(self) -> str:
         return f"RunflowClient(base_url={self.base_url!r}, api_key={E.mask_key(self._key)})"

@@ -6,7 +6,10 @@ run. It is re-sent only when that is KNOWN to be safe:
 - the run is found by its ``client_ref`` (search, or a scan of the newest runs) -> that run is used;
 - the API is known to honour Idempotency-Key on the run route -> the same key and the same body are re-sent
   (Runflow replays the first answer);
-- client_ref search is known to filter and finds nothing, twice, a settle delay apart -> nothing was created.
+- client_ref search is known to filter and finds nothing, twice, a settle delay apart -> nothing was created;
+- a FENCE proves it: when neither of the above is known, the newest run id is read before the POST; afterwards (and
+  after the settle delay) the newest runs, sorted by created_at, are listed back to that fence: ours is there, or
+  it was never created.
 
 Otherwise it raises ``RunMaybeCreated`` ("stopped safely"). What the API does is learned for free and remembered per
 API URL (``capabilities.py``): after a clean create the same key is re-sent with an invalid body (409 = honoured, a
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 5.0  # a create that timed out may still be handled server-side: search again after this long
 SCAN_LIMIT = 100  # newest runs scanned for our client_ref when the search cannot filter
+FENCE_SCAN = 500  # runs listed (newest first, Runflow's max page) back to the fence
+EMPTY = ""  # the fence when the organisation had no runs at all
 PROBE_INPUT = {"view": "__runflow_multi_angles_idempotency_probe__"}  # no image_url, no valid view: always a 422
 
 
@@ -81,6 +86,8 @@ class Creator:
     async def create(self, body: dict, *, idempotency_key: str, client_ref: str) -> Run:
         """POST ``body`` (sent byte-for-byte the same on every retry) and return the run; never two runs."""
         attempts = self.client.retry.attempts
+        caps = self.caps
+        fence = None if caps.replay_safe or caps.absence_provable else await self.fence()
         for attempt in range(1, attempts + 1):
             self.client.stats.creates += 1
             try:
@@ -101,7 +108,7 @@ class Creator:
                                             idempotency_key=idempotency_key) from None
                 delay = self.client.retry.delay(attempt - 1, exc.retry_after)  # in progress: ask again for the replay
             except (E.ServerError, E.TransportError) as exc:  # may have been created
-                rec = await self.reconcile(body, idempotency_key, client_ref)
+                rec = await self.reconcile(body, idempotency_key, client_ref, fence=fence)
                 if rec.outcome is Outcome.FOUND:
                     log.info("Runflow: create was ambiguous (%s); found run %s", type(exc).__name__, rec.run.id)
                     return rec.run
@@ -152,7 +159,7 @@ class Creator:
         return None
 
     async def reconcile(self, body: dict | None, idempotency_key: str, client_ref: str, *,
-                        probe_key: bool = True) -> Reconciled:
+                        probe_key: bool = True, fence: str | None = None) -> Reconciled:
         """Whether a run exists for this key/client_ref, or whether re-sending is safe."""
         found = await self.find(client_ref)
         if found is not None:
@@ -166,6 +173,11 @@ class Creator:
                 return Reconciled(Outcome.ABSENT)
         if self.caps.replay_safe:
             return Reconciled(Outcome.REPLAY_SAFE)
+        if fence is not None:
+            await self.client.http.sleep(self.settle)  # a create still being handled shows up by then
+            fenced = await self.behind_fence(client_ref, fence)
+            if fenced is not None:
+                return fenced
         if await self.search(None, 1) == []:  # the org has no runs at all, so not this one either
             await self.client.http.sleep(self.settle)
             if await self.search(None, 1) == []:
@@ -184,6 +196,31 @@ class Creator:
         idem = {IGNORED: "it does not honour Idempotency-Key on runs"}.get(
             self.caps.idempotency or "", "Idempotency-Key on runs is not known to be honoured")
         return Reconciled(Outcome.UNKNOWN, why=f"{why} and {idem}")
+
+    async def fence(self) -> str | None:
+        """The newest run's id before a create (EMPTY: the org has none); None when the list cannot be read."""
+        items = await self.search(None, 1)
+        if items is None:
+            return None
+        return str(items[0].get("id") or "") or None if items else EMPTY
+
+    async def behind_fence(self, client_ref: str, fence: str) -> Reconciled | None:
+        """List runs newest first back to ``fence``: ours among them -> FOUND; the fence reached -> ABSENT (every run
+        created after it is listed before it). None when the list is unsorted, unreadable or too long to tell."""
+        items = await self.search(None, FENCE_SCAN)
+        if items is None:
+            return None
+        stamps = [i.get("created_at") for i in items]
+        if not all(isinstance(t, str) for t in stamps) or stamps != sorted(stamps, reverse=True):
+            return None  # not sorted newest first: the list proves nothing
+        for item in items:
+            if item.get("client_ref") == client_ref and item.get("id"):
+                return Reconciled(Outcome.FOUND, Run(item))
+            if fence and item.get("id") == fence:
+                return Reconciled(Outcome.ABSENT)
+        if fence == EMPTY and len(items) < FENCE_SCAN:
+            return Reconciled(Outcome.ABSENT)  # the whole org is listed and ours is not in it
+        return None
 
     async def probe_key(self, idempotency_key: str, client_ref: str) -> str | None:
         """Re-send ``idempotency_key`` with a body Runflow must refuse. 409 -> "honoured" (learned); 400/422 -> the
