@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", action="store_true", help="use the built-in Runflow sandbox (offline, free)")
     p.add_argument("--sandbox-seconds", type=float, default=2.0, help="sandbox run time per render (default 2)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan and cost; create nothing")
+    p.add_argument("--doctor", action="store_true", help="check the real API against the pack without spending "
+                   "(key, balance, model schema, upload types, client_ref search, rate-limit headers), then exit")
+    p.add_argument("--spend-one", action="store_true", help="with --doctor: make ONE real run ($0.20) to find out "
+                   "whether Runflow honours Idempotency-Key on runs (never a second charge)")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -119,6 +123,25 @@ async def run(args: argparse.Namespace) -> int:
         return 0
     results = await runner.run(jobs)
     return write_results(results, args.out, runner)
+
+
+async def doctor(args: argparse.Namespace) -> int:
+    """Print the doctor's pasteable report; exit 1 when it found a problem."""
+    from .core.config import load_settings, user_dir
+    from .core.doctor import run_doctor
+    from .runflow.capabilities import CAPABILITIES_FILE, CapabilityStore
+    from .runflow.client import RunflowClient
+
+    settings = load_settings()
+    image = None
+    if args.spend_one:
+        src = sources.from_file(args.images[0] if args.images else SAMPLE, "png")
+        image = (src.data, src.mime)
+    async with RunflowClient(settings.require_key(), settings.api_url,
+                             capabilities=CapabilityStore(user_dir() / CAPABILITIES_FILE)) as client:
+        report = await run_doctor(client, spend_one=args.spend_one, image=image)
+    print(report.text())
+    return EXIT_ERROR if report.problems else 0
 
 
 def _validator():
@@ -192,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.quiet:
                 print(f"sandbox: {sandbox.url} (offline emulator; results are marked SANDBOX, nothing is billed)",
                       file=sys.stderr)
+        if args.doctor:
+            return asyncio.run(doctor(args))
+        if args.spend_one:
+            raise E.InputError("--spend-one goes with --doctor")
         return asyncio.run(run(args))
     except E.InputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
