@@ -19,6 +19,7 @@ API URL (``capabilities.py``): after a clean create the same key is re-sent with
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 5.0  # a create that timed out may still be handled server-side: search again after this long
+IN_PROGRESS_WAIT = 60.0  # seconds of 409 "in progress" answers before stopping safely
+MIN_CONFLICT_GAP = 0.25  # seconds between two asks for the replay of a create in progress
 SCAN_LIMIT = 100  # newest runs scanned for our client_ref when the search cannot filter
 FENCE_SCAN = 500  # runs listed (newest first, Runflow's max page) back to the fence
 EMPTY = ""  # the fence when the organisation had no runs at all
@@ -88,7 +91,9 @@ class Creator:
         attempts = self.client.retry.attempts
         caps = self.caps
         fence = None if caps.replay_safe or caps.absence_provable else await self.fence()
-        for attempt in range(1, attempts + 1):
+        attempt, conflict_since = 0, None
+        while attempt < attempts:
+            attempt += 1
             self.client.stats.creates += 1
             try:
                 run = await self._post(body, idempotency_key)
@@ -102,11 +107,14 @@ class Creator:
                 found = await self.find(client_ref)
                 if found is not None:
                     return found
-                if attempt >= attempts:
+                conflict_since = conflict_since or time.monotonic()
+                if time.monotonic() - conflict_since > IN_PROGRESS_WAIT:
                     raise E.RunMaybeCreated(E.maybe_created_message(client_ref, f"Runflow kept answering 409: "
                                             f"{exc.message}"), client_ref=client_ref,
                                             idempotency_key=idempotency_key) from None
-                delay = self.client.retry.delay(attempt - 1, exc.retry_after)  # in progress: ask again for the replay
+                # "in progress": ask again for the replay (time-bounded, not attempt-bounded)
+                delay = max(MIN_CONFLICT_GAP, self.client.retry.delay(min(attempt, 4) - 1, exc.retry_after))
+                attempt -= 1
             except (E.ServerError, E.TransportError) as exc:  # may have been created
                 rec = await self.reconcile(body, idempotency_key, client_ref, fence=fence)
                 if rec.outcome is Outcome.FOUND:
