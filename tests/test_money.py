@@ -17,7 +17,7 @@ import pytest
 
 from nodes.core.config import load_settings, user_dir
 from nodes.core.doctor import run_doctor
-from nodes.core.journal import UNCERTAIN, Journal
+from nodes.core.journal import UNCERTAIN
 from nodes.core.runner import Runner, Source
 from nodes.core.spec import JobSpec
 from nodes.runflow import errors as E
@@ -225,8 +225,8 @@ def test_two_processes_same_job_one_user_dir_bill_once(sandbox_env, tmp_path, sa
     img.write_bytes(sample_png_bytes)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cli = subprocess.Popen([sys.executable, "-m", "nodes.cli", str(img), "--views", "back view", "--format", "png",
-                            "--no-cache", "--out", str(tmp_path / "out"), "-q"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                            "--no-cache", "--out", str(tmp_path / "out"), "-q"], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     twin = subprocess.Popen([sys.executable, "-c", TWIN, str(img)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     out_cli, err_cli = cli.communicate(timeout=120)
@@ -277,3 +277,11 @@ def test_doctor_cli_exit_code_and_schema_mismatch(sandbox_env):
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("Runflow doctor · ") and "verdict: OK" in out.stdout
+
+
+@pytest.mark.parametrize("path", ["upload_create", "upload_confirm", "get_run", "create"])
+def test_valid_json_of_the_wrong_shape_is_a_retried_server_error(sandbox_env, sample_png_bytes, path):
+    sandbox_env.faults.add("malformed_json", path=path, json=["not", "an", "object"], times=2)
+    res = run_job(sample_png_bytes)
+    assert res.error is None, res.error
+    assert billed(sandbox_env) == 1

@@ -69,8 +69,10 @@ class RunflowClient:
         await self.http.aclose()
 
     async def _request(self, method: str, path: str, *, body: Any = None, headers: dict | None = None,
-                       params: dict | None = None, once: bool = False, deadline: float | None = None) -> Any:
-        """An API call with the key: parsed JSON, or the mapped error."""
+                       params: dict | None = None, once: bool = False, deadline: float | None = None,
+                       obj: str | None = None) -> Any:
+        """An API call with the key: parsed JSON, or the mapped error. ``obj`` names an answer that must be a JSON
+        object: anything else is a ServerError, retried like a 5xx (unless ``once``)."""
         hdrs = dict(headers or {})
         content = json.dumps(body).encode() if body is not None else None
         if content is not None:
@@ -80,7 +82,8 @@ class RunflowClient:
             if reply.status >= 400:
                 raise error_from_response(reply.as_response(method, self.base_url + path), api_key=self._key,
                                           attempts=_attempts_of(reply, self.retry.attempts, once))
-            return parse_json(reply.body, method, path)
+            value = parse_json(reply.body, method, path)
+            return _object(value, obj) if obj else value
 
         return await self.http.send(method, path, parse=parse, content=content, headers=hdrs, params=params,
                                     once=once, limit=MAX_JSON_BYTES, deadline=deadline)
@@ -95,8 +98,8 @@ class RunflowClient:
         if not 1 <= len(data) <= MAX_UPLOAD_BYTES:
             raise E.InputError(f"the image is {len(data)} bytes; Runflow accepts 1 byte to 50 MiB")
         for attempt in (1, 2, 3):  # an expired presigned URL or a lost confirmation: start again at step 1 (free)
-            created = _object(await self._request("POST", "/v1/asset-uploads", body={
-                "filename": filename, "mime_type": mime, "size_bytes": len(data)}), "the upload answer")
+            created = await self._request("POST", "/v1/asset-uploads", body={
+                "filename": filename, "mime_type": mime, "size_bytes": len(data)}, obj="the upload answer")
             asset_id, upload_url = created.get("asset_id"), created.get("upload_url")
             if not asset_id or not upload_url or not isinstance(upload_url, str):
                 raise E.ServerError("Runflow's upload answer had no asset_id/upload_url; try again later.")
@@ -120,8 +123,8 @@ class RunflowClient:
         """Confirm an upload. A refusal (409 "already confirmed", 404, 422...) after a confirmation whose answer was
         lost is not a failure: read the asset back; None when it is not usable (the caller uploads again)."""
         try:
-            asset = _object(await self._request("POST", f"/v1/asset-uploads/{quote(asset_id)}/confirmations",
-                                                body={}), "the upload confirmation")
+            asset = await self._request("POST", f"/v1/asset-uploads/{quote(asset_id)}/confirmations", body={},
+                                        obj="the upload confirmation")
         except (E.AuthError, E.CreditError, E.PermissionError_):
             raise
         except E.ApiError as exc:
@@ -138,7 +141,7 @@ class RunflowClient:
         return Asset(id=str(asset.get("id") or asset_id), url=url)
 
     async def get_asset(self, asset_id: str) -> Asset:
-        asset = _object(await self._request("GET", f"/v1/assets/{quote(asset_id)}"), "the asset record")
+        asset = await self._request("GET", f"/v1/assets/{quote(asset_id)}", obj="the asset record")
         url = asset.get("url")
         if not url or not isinstance(url, str):
             raise E.ServerError(f"Runflow's record of asset {asset_id} has no URL; try again later.")
@@ -170,8 +173,7 @@ class RunflowClient:
 
     async def get_run(self, run_id: str, *, deadline: float | None = None) -> Run:
         self.stats.status_polls += 1
-        return Run(_object(await self._request("GET", f"/v1/runs/{quote(run_id)}", deadline=deadline),
-                           "the run record"))
+        return Run(await self._request("GET", f"/v1/runs/{quote(run_id)}", deadline=deadline, obj="the run record"))
 
     async def wait(self, run: Run, *, timeout: float = DEFAULT_RUN_TIMEOUT, estimate: float | None = None,
                    on_status: Callable[[Run, float], None] | None = None,
