@@ -325,7 +325,7 @@ def test_scripted_outcomes(api, sandbox, image_url):
     sandbox.next_runs(status="partial_succeeded")
     partial = run_to_end(api, image_url)
     assert partial["status_code"] == "partial_succeeded" and partial["output"]["outputs"]
-    sandbox.next_runs(status="succeeded", status_sequence=[("warming_up", 0.15), ("running", 0.1),
+    sandbox.next_runs(status="succeeded", status_sequence=[("warming_up", 0.4), ("running", 0.1),
                                                            ("succeeded", None)])
     run = create(api, image_url).json()
     assert run["status_code"] == "warming_up"

@@ -18,7 +18,9 @@ VENV = Path(os.environ.get("VENV") or (COMFY_HOME / "venv")).expanduser()
 
 PINNED = "1.27.10"  # what ComfyUI 0.3.64's requirements.txt installs
 CURRENT = os.environ.get("COMFY_FRONTEND_CURRENT", "1.58.1")  # from PyPI, cached under COMFY_HOME
-PORTS = {PINNED: 8288, CURRENT: 8289}
+# one server per frontend; COMFY_BROWSER_PORTS="<pinned>,<current>" moves them (two concurrent runs need other ports)
+_ports = [int(p) for p in os.environ.get("COMFY_BROWSER_PORTS", "8288,8289").split(",")]
+PORTS = {PINNED: _ports[0], CURRENT: _ports[1]}
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

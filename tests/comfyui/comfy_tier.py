@@ -15,7 +15,20 @@ REPO = Path(__file__).resolve().parents[2]
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "").strip()
 PORT = int(os.environ.get("COMFY_TEST_PORT", "8188"))
 PACK_NAME = "runflow-multi-angles"
-HARNESS = Path(os.environ.get("COMFY_HARNESS") or (REPO.parent / "shared" / "comfyui-harness")).resolve()
+
+
+def _find_harness() -> Path:
+    """COMFY_HARNESS, else the nearest shared/comfyui-harness above the repo (a git worktree may sit deeper)."""
+    if os.environ.get("COMFY_HARNESS"):
+        return Path(os.environ["COMFY_HARNESS"]).expanduser().resolve()
+    for parent in REPO.parents:
+        candidate = parent / "shared" / "comfyui-harness"
+        if (candidate / "comfy-up").is_file():
+            return candidate.resolve()
+    return (REPO.parent / "shared" / "comfyui-harness").resolve()  # conftest names it in its "no comfy-up" error
+
+
+HARNESS = _find_harness()
 CLIENT_ID = "runflow-comfyui-tier-" + uuid.uuid4().hex[:8]
 SKIP_REASON = "COMFYUI_DIR is unset: the real-ComfyUI tier needs a ComfyUI checkout (see tests/comfyui/conftest.py)"
 
@@ -128,7 +141,7 @@ class ComfyServer:
         if example.is_file() and not (self.in_dir / "example.png").exists():
             (self.in_dir / "example.png").write_bytes(example.read_bytes())
         self.port = getattr(self, "port", PORT)  # a subclass (the browser tier) sets its own first
-        self.base = f"http://127.0.0.1:{PORT}"
+        self.base = f"http://127.0.0.1:{self.port}"
         self.pid: int | None = None
         self.starts = 0
         self.log_path: Path | None = None

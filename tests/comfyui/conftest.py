@@ -6,7 +6,8 @@ playwright at module level, and the test modules carry a skipif marker, so no fi
 Run:  COMFYUI_DIR=~/.cache/comfyui-harness/ComfyUI ~/.cache/comfyui-harness/venv/bin/python -m pytest tests/comfyui -q
 
 Knobs (environment): COMFYUI_DIR (required), COMFY_HOME / VENV (the harness defaults), COMFY_HARNESS (folder with
-comfy-up / comfy-down; default ../shared/comfyui-harness next to the repo), COMFY_TEST_PORT (default 8188).
+comfy-up / comfy-down; default: the nearest shared/comfyui-harness above the repo, so a git worktree
+finds it too), COMFY_TEST_PORT (default 8188).
 Every RUNFLOW_* variable is removed from ComfyUI's environment: the pack must take its key and URL from the
 settings route (env would take precedence over it).
 """

@@ -1,9 +1,10 @@
 """Browser tier: the pack's web frontend in a real ComfyUI 0.3.64 (CPU), driven in headless Chromium by Playwright.
 
 One ComfyUI per frontend for the whole session (port 8288: the pinned 1.27.10; port 8289: the current frontend from
-PyPI via --front-end-root), each with its own input/output/temp/user folders, configured (through the pack's own
-settings route) to use the in-process sandbox. Tests reload pages, never restart servers. Where the frontend has it,
-tests run in both renderers: the classic LiteGraph canvas and the Vue "Nodes 2.0" renderer.
+PyPI via --front-end-root; COMFY_BROWSER_PORTS="8288,8289" moves them), each with its own input/output/temp/user
+folders, configured (through the pack's own settings route) to use the in-process sandbox. Tests reload pages, never
+restart servers. Where the frontend has it, tests run in both renderers: the classic LiteGraph canvas and the Vue
+"Nodes 2.0" renderer.
 
 Run:  COMFYUI_DIR=~/.cache/comfyui-harness/ComfyUI ~/.cache/comfyui-harness/venv/bin/python \\
           -m pytest tests/comfyui/test_browser.py -q
