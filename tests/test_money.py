@@ -285,3 +285,13 @@ def test_valid_json_of_the_wrong_shape_is_a_retried_server_error(sandbox_env, sa
     res = run_job(sample_png_bytes)
     assert res.error is None, res.error
     assert billed(sandbox_env) == 1
+
+
+def test_test_connection_carries_the_doctor_short_form(sandbox_env):
+    from nodes.comfy.routes import test_connection
+
+    answer = asyncio.run(test_connection())
+    assert answer["ok"] is True and answer["doctor_problems"] == []
+    assert "balance: $1000.00" in answer["doctor"] and "model schema: runflow/multi-angles matches" in answer["doctor"]
+    assert answer["doctor"] in answer["message"]
+    assert billed(sandbox_env) == 0
