@@ -70,6 +70,7 @@ VARIANTS = {
     "create-202": {"create_status": 202},
 }
 AMBIGUOUS = [("drop_after", {}), ("drop_before", {}), ("status", {"status": 500}), ("status", {"status": 504}),
+             ("status", {"status": 408}),
              ("delay", {"seconds": 1.5}), ("malformed_json", {}), ("malformed_json", {"json": []})]
 
 

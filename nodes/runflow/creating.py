@@ -115,7 +115,9 @@ class Creator:
                 # "in progress": ask again for the replay (time-bounded, not attempt-bounded)
                 delay = max(MIN_CONFLICT_GAP, self.client.retry.delay(min(attempt, 4) - 1, exc.retry_after))
                 attempt -= 1
-            except (E.ServerError, E.TransportError) as exc:  # may have been created
+            except (E.ServerError, E.TransportError, E.ApiError) as exc:  # may have been created
+                if isinstance(exc, E.ApiError) and not isinstance(exc, E.ServerError) and exc.status != 408:
+                    raise  # a refusal (400/401/402/403/404/422...): nothing was created
                 rec = await self.reconcile(body, idempotency_key, client_ref, fence=fence)
                 if rec.outcome is Outcome.FOUND:
                     log.info("Runflow: create was ambiguous (%s); found run %s", type(exc).__name__, rec.run.id)
