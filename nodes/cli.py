@@ -107,7 +107,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.image_url:
         if args.images:
             raise E.InputError("give local images or --image-url, not both")
-        named = [("url", sources.from_url("--image-url", args.image_url))]
+        named = [("url", sources.from_url("--image-url", args.image_url,
+                                          instead="give the file as the image argument instead"))]
     else:
         named = load_sources(args.images or [SAMPLE], args.format)
     for name, src in named:

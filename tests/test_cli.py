@@ -54,7 +54,8 @@ def test_dry_run_creates_nothing(user_dir, capsys):
 
 @pytest.mark.parametrize("args,code,needle", [
     (["missing.png"], 64, "no such file"),
-    (["--image-url", "file:///etc/passwd"], 64, "http(s)"),
+    (["--image-url", "file:///etc/passwd"], 64, "give the file as the image argument instead"),
+    (["--image-url", "http://example.com/a.png"], 64, "public https://"),
     (["--views", "top view"], 64, "unknown 'top view'"),
     (["--prompt", "[sandbox:fail]", "--views", "front"], 1, "SANDBOX_FORCED_FAILURE"),
 ])

@@ -43,6 +43,12 @@ def test_contract_of_the_single_node():
     assert req["prompt"][1]["multiline"] is True and req["prompt"][1]["default"] == ""
     assert opt["image"][0] == "IMAGE" and opt["image_url"][0] == "STRING"
     assert {"callback_url", "metadata"} <= set(opt)
+    # saved workflows keep widget values by position: the inputs added later stay at the end
+    assert list(opt) == ["image", "image_url", "upload_format", "callback_url", "metadata", "show_preview"]
+    assert list(RunflowMultiAnglesTurnaround.INPUT_TYPES()["optional"]) == ["image", "image_url", "upload_format",
+                                                                           "show_preview"]
+    advanced = {n for n, (_, o) in {**req, **opt}.items() if o.get("advanced")}
+    assert advanced == {"upload_format", "callback_url", "metadata", "show_preview"}
     for name, (_, options) in {**req, **opt}.items():
         assert options.get("tooltip"), f"{name} has no tooltip"
     assert RunflowMultiAngles.RETURN_TYPES == ("IMAGE", "STRING", "STRING")
@@ -92,9 +98,12 @@ def test_batch_means_one_run_per_item_in_order(sandbox_env):
 @pytest.mark.parametrize("kwargs,needle", [
     (dict(), "no source"),
     (dict(image_url="https://example.com/a.png", image="IMG"), "not both"),
-    (dict(image_url="file:///etc/passwd"), "http(s)"),
-    (dict(image_url="ftp://example.com/a.png"), "http(s)"),
-    (dict(image_url="/home/me/a.png"), "http(s)"),
+    (dict(image_url="file:///etc/passwd"), "a file on this computer"),
+    (dict(image_url="ftp://example.com/a.png"), "public https://"),
+    (dict(image_url="http://example.com/a.png"), "public https://"),  # the docs promise https; http would fail later
+    (dict(image_url="/home/me/a.png"), "Load Image node"),
+    (dict(image_url="C:\\photos\\shoe.png"), "is a file on this computer (C:\\photos\\shoe.png)"),
+    (dict(image_url="\\\\server\\share\\shoe.png"), "connect that to the image input"),
     (dict(image="IMG", metadata="{not json"), "metadata"),
     (dict(image="IMG", metadata="[1, 2]"), "metadata must be a JSON object"),
     (dict(image="IMG", callback_url="javascript:alert(1)"), "callback_url"),
@@ -247,10 +256,92 @@ def test_status_text_and_progress_without_comfyui_are_harmless_and_complete(sand
     monkeypatch.setattr(adapter, "status_text", lambda text, node_id=None: shown.append(text))
     single(image=image())
     single(image=image())
-    assert any("about to spend 1 run × $0.20 = $0.20" in t for t in shown)
-    assert any(t.startswith("Runflow: done · spent $0.20") for t in shown)
-    assert shown[-1].startswith("Runflow: from cache — $0.00")
-    assert "session total $" in shown[-1]
+    assert any("About to spend $0.20 (1 run × $0.20)." in t for t in shown), shown
+    assert any("Spending $0.20 (1 run × $0.20)." in t for t in shown), shown  # once the run is sent
+    done = next(t for t in shown if t.startswith("Runflow: done"))
+    assert "Spent $0.20; session total $0.20 (1 run)." in done, done
+    assert shown[-1].startswith("Runflow: from cache") and "$0.00; session total $0.20 (1 run)." in shown[-1]
+    for text in shown:  # two short sentences at most (no notes here), no "(1 runs)", no ".."
+        assert len(text.splitlines()) <= 2 and "1 runs" not in text and ".." not in text, text
+        assert all(line.endswith(".") for line in text.splitlines()), text  # reads well without line breaks too
+
+
+def test_status_plural_and_progress_follows_the_run():
+    from nodes.comfy.status import Status, running_fraction
+    from nodes.core.events import ItemEvent, ItemState, Plan
+    from nodes.core.session import SpendTotals
+
+    now = [100.0]
+    st = Status(2, "Runflow turnaround", SpendTotals(), clock=lambda: now[0])
+    st.event(Plan(items=2, cached=0, pending=0, new_runs=2, cost_usd=0.4, line="", estimate_s=10.0))
+    assert "About to spend $0.40 (2 runs × $0.20)." in st.text()
+    st.event(ItemEvent(0, "a", ItemState.QUEUED))
+    st.event(ItemEvent(1, "b", ItemState.RUNNING))
+    now[0] += 4
+    assert "1 running, 1 queued · 4s, about 6s left." in st.text() and "Spending $0.40" in st.text()
+    # a slow run (30 s against a 10 s estimate) keeps moving, never reaches the end
+    seen = [running_fraction(t, 10.0) for t in (0, 5, 10, 15, 20, 30, 60)]
+    assert seen == sorted(seen) and seen[-1] < 1.0 and seen[3] - seen[2] > 0.05
+    assert running_fraction(30, 1.0) < 0.95  # a far too small estimate does not pin the bar at the end
+
+
+def test_requeue_after_cancel_says_it_collects_a_run_already_sent():
+    from nodes.comfy.status import Status
+    from nodes.core.events import Plan
+    from nodes.core.session import SpendTotals
+
+    st = Status(1, "Runflow", SpendTotals())
+    st.event(Plan(items=1, cached=0, pending=1, new_runs=0, cost_usd=0.0, line="0 runs × $0.20 = $0.00"))
+    assert "Collecting 1 run sent earlier (no new charge)." in st.text()
+    assert "spend" not in st.text().lower() and "0 runs" not in st.text()
+
+
+def test_cancel_after_a_run_was_sent_says_it_may_still_bill(sandbox_env, monkeypatch):
+    """ComfyUI's Cancel while a run is at Runflow: the user is told (status and the error they see) that it may
+    still finish and bill, and how to collect it; a re-queue then collects it without a new run."""
+    from nodes.comfy import adapter
+
+    shown = []
+    monkeypatch.setattr(adapter, "status_text", lambda text, node_id=None: shown.append(text))
+    sandbox_env.next_runs(status="succeeded", run_seconds=3)
+    monkeypatch.setattr(adapter, "interrupted", lambda: sandbox_env.created_runs > 0)  # Cancel once a run exists
+    with pytest.raises(E.Interrupted) as err:
+        single(image=image())
+    assert "1 run already sent to Runflow may still finish and bill (up to $0.20)" in err.value.message
+    assert "re-queue the same inputs to collect it" in err.value.message
+    assert type(err.value).__module__ == "runflow"  # ComfyUI shows "runflow.Interrupted", not a file path
+    assert shown[-1].startswith("Runflow: cancelled") and "may still finish and bill" in shown[-1]
+    monkeypatch.setattr(adapter, "interrupted", lambda: False)
+    single(image=image())
+    assert sandbox_env.created_runs == 1, "the re-queue created a second run instead of collecting the first"
+    assert any("Collecting 1 run sent earlier (no new charge)." in t for t in shown), shown[-5:]
+
+
+def test_cancel_before_anything_was_sent_bills_nothing():
+    from nodes.comfy import adapter
+    from nodes.comfy.status import Status
+    from nodes.core.events import ItemEvent, ItemState
+    from nodes.core.session import SpendTotals
+
+    st = Status(1, "Runflow", SpendTotals())
+    st.event(ItemEvent(0, "a", ItemState.UPLOADING))
+    assert st.sent() == 0
+    assert st.cancelled() == "Cancelled before anything was sent to Runflow: nothing was billed."
+    st.event(ItemEvent(0, "a", ItemState.CREATING))  # the create may have reached Runflow: it may bill
+    assert st.sent() == 1 and "may still finish and bill" in st.cancelled()
+    with pytest.raises(E.Interrupted, match="nothing was billed"):  # outside ComfyUI: ours, same words
+        adapter.raise_comfy_interrupt()
+
+
+def test_error_types_have_a_short_stable_name():
+    """ComfyUI names an error "<module>.<class>"; inside ComfyUI the pack's module is its absolute path."""
+    import inspect
+
+    classes = [c for c in vars(E).values() if inspect.isclass(c) and issubclass(c, E.RunflowError)]
+    assert len(classes) > 10
+    for cls in classes:
+        assert cls.__module__ == "runflow", cls
+        assert "/" not in f"{cls.__module__}.{cls.__qualname__}"
 
 
 def test_input_notes_stay_visible_on_the_node(sandbox_env, monkeypatch):
@@ -260,7 +351,7 @@ def test_input_notes_stay_visible_on_the_node(sandbox_env, monkeypatch):
     monkeypatch.setattr(adapter, "status_text", lambda text, node_id=None: shown.append(text))
     rgba = torch.cat([image(), torch.full((1, 48, 64, 1), 0.5)], dim=-1)
     single(image=rgba)
-    assert "note: RGBA composited over white" in shown[-1] and "done" in shown[-1]
+    assert "Note: RGBA composited over white" in shown[-1] and "done" in shown[-1]
 
 
 def test_contact_sheet_lays_out_a_labelled_grid():

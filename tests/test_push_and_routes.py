@@ -70,6 +70,19 @@ def test_settings_routes_never_return_the_key(sandbox_env, server, monkeypatch):
         assert answer["reachable"] is True and answer["key_accepted"] is False and "0000" in answer["message"]
 
 
+def test_connection_error_names_where_the_url_came_from(sandbox_env, server, monkeypatch):
+    """An unreachable URL typed into Settings is blamed on Settings, not on an environment variable nobody set."""
+    monkeypatch.delenv("RUNFLOW_API_URL")
+    with httpx.Client(base_url=server, trust_env=False) as c:
+        assert c.post("/runflow/settings", json={"api_url": "http://127.0.0.1:9"}).status_code == 200
+        answer = c.post("/runflow/test_connection").json()
+        assert answer["ok"] is False and answer["reachable"] is False, answer
+        assert "Settings \u2192 Runflow \u2192 API URL" in answer["message"], answer["message"]
+        assert "RUNFLOW_API_URL" not in answer["message"], answer["message"]
+        monkeypatch.setenv("RUNFLOW_API_URL", "http://127.0.0.1:9")  # the environment wins, and is named
+        assert "RUNFLOW_API_URL" in c.post("/runflow/test_connection").json()["message"]
+
+
 def test_callback_verification_unit():
     wakeups = Wakeups()
     body = json.dumps({"run_id": "r-unit-1", "status": "succeeded"}).encode()

@@ -31,8 +31,9 @@
 // elevation e (degrees above the horizon) is drawn at x = sx + r·cos(e), y = sy - r·sin(e), so "high-angle shot"
 // (60°) is highest and "low-angle shot" (-30°) is below the horizon line.
 //
-// DISTANCE RINGS: three concentric rings on the orbit, radius proportional to the shot distance
-// (close-up 0.6, medium shot 1.0, wide shot 1.8; the wide ring is the outermost).
+// DISTANCE RINGS: three concentric rings on the orbit, close-up innermost, wide outermost (RING_FRACTION: drawn
+// wider apart than the real distances 0.6 / 1.0 / 1.8, so the cameras never cover the subject). Their labels are a
+// row of buttons at the bottom right.
 
 /** Runflow's price for one run of the Multi Angles model, in US dollars. */
 export const PRICE_PER_RUN_USD = 0.2;
@@ -139,10 +140,16 @@ export function nearestAngle(x, y, sx, sy) {
   return best;
 }
 
+/**
+ * How far out each distance ring is drawn, as a fraction of the wide-shot ring. Not to scale on purpose (the real
+ * distances are 0.6 / 1.0 / 1.8): at scale the close-up ring is so small that eight cameras pile onto the subject.
+ */
+export const RING_FRACTION = Object.freeze({ "close-up": 0.46, "medium shot": 0.72, "wide shot": 1.0 });
+
 /** Ring radius of a shot when the wide-shot ring has radius wideRadius; null for an unknown shot. */
 export function shotRadius(shot, wideRadius) {
-  if (!(shot in SHOT_DISTANCE)) return null;
-  return (wideRadius * SHOT_DISTANCE[shot]) / SHOT_DISTANCE["wide shot"];
+  if (!(shot in RING_FRACTION)) return null;
+  return wideRadius * RING_FRACTION[shot];
 }
 
 /** Rough rendered width of a label: CJK glyphs are about 1 em wide, Latin ones about 0.56 em. */
@@ -195,30 +202,41 @@ export function computeLayout(width, height, labels = {}) {
   const oy = (h - H * k) / 2;
   const X = (v) => ox + v * k;
   const Y = (v) => oy + v * k;
-  const fontSize = 10 * k;
-  const smallFont = 8.5 * k;
+  // Labels: 11 px at the default node width (the picker is about 350 px wide there); the node keeps a minimum width
+  // (runflow_picker.js MIN_NODE_WIDTH) so they never shrink below about 10 px.
+  const fontSize = 11 * k;
+  const smallFont = 10.5 * k;
   const viewText = (v) => labels.views?.[v] ?? VIEW_SHORT[v];
   const angleText = (a) => labels.angles?.[a] ?? ANGLE_SHORT[a];
   const shotText = (s) => labels.shots?.[s] ?? SHOT_SHORT[s];
 
   // Top-down orbit (left part).
-  const cx = X(124);
+  const cx = X(128);
   const cy = Y(98);
-  const viewRadius = 76 * k;
+  const viewRadius = 70 * k;
   const markerR = 8 * k;
   const viewHitR = 12 * k;
   const labelRadius = viewRadius + markerR + 4 * k;
   const wideR = viewRadius - markerR - 6 * k;
   const subjectR = 8 * k;
-  const rings = SHOTS.map((shot) => {
-    const r = shotRadius(shot, wideR);
-    // Ring labels sit on the ring between the "back" and "back-left" markers (azimuth 202.5°), where no camera
-    // marker is ever drawn.
-    const lp = azimuthToPoint(202.5, cx, cy, r);
-    const text = shotText(shot);
-    const ly = lp.y + smallFont * 0.35;
-    return { shot, r, label: { x: lp.x, y: ly, anchor: "middle", text, box: labelBox(lp.x, ly, text, smallFont, "middle") } };
-  });
+  // Ring labels: a row of three buttons under the elevation arc (bottom right), where nothing else is drawn; on the
+  // rings themselves they collided with the cameras at close-up.
+  const rowY = Y(DESIGN.height - 6);
+  const gap = 9 * k;
+  let rowX = X(DESIGN.width - 4);
+  const rings = SHOTS.map((shot) => ({ shot, r: shotRadius(shot, wideR) }));
+  for (const ring of [...rings].reverse()) {
+    const text = shotText(ring.shot);
+    ring.label = { x: rowX, y: rowY, anchor: "end", text, box: labelBox(rowX, rowY, text, smallFont, "end") };
+    rowX -= textWidth(text, smallFont) + gap;
+  }
+  // The Turnaround's "all 8" button: top right.
+  const allText = labels.all ?? "all 8";
+  const allY = Y(4) + smallFont * 0.8;
+  const all = { x: X(DESIGN.width - 4), y: allY, anchor: "end", text: allText,
+    box: labelBox(X(DESIGN.width - 4), allY, allText, smallFont, "end") };
+  // The subject's R / L marks: just outside its body, inside the close-up ring's cameras.
+  const sideOffset = subjectR + 5 * k;
   // A click anywhere in the disc goes to the nearest ring; these are the band edges (subject and outer rim excluded).
   const ringBounds = [subjectR + 2 * k];
   for (let i = 0; i < rings.length - 1; i++) ringBounds.push((rings[i].r + rings[i + 1].r) / 2);
@@ -275,7 +293,8 @@ export function computeLayout(width, height, labels = {}) {
     scale: k,
     fontSize,
     smallFont,
-    orbit: { cx, cy, viewRadius, markerR, viewHitR, labelRadius, subjectR, rings, ringBounds },
+    orbit: { cx, cy, viewRadius, markerR, viewHitR, labelRadius, subjectR, sideOffset, rings, ringBounds },
+    all,
     views,
     elevation: {
       sx,
@@ -365,9 +384,13 @@ export function parseViews(text) {
   return { views, unknown, all: views.length === VIEWS.length };
 }
 
-/** The canonical `views` text: exact names in the model page's order, comma-separated; unknown entries dropped. */
+/**
+ * The canonical `views` text: "all" for all eight (short, so the widget's "views" label stays visible in the classic
+ * renderer), else exact names in the model page's order, comma-separated; unknown entries dropped.
+ */
 export function formatViews(list) {
-  return parseViews(Array.isArray(list) ? list : [list]).views.join(", ");
+  const views = parseViews(Array.isArray(list) ? list : [list]).views;
+  return views.length === VIEWS.length ? "all" : views.join(", ");
 }
 
 /** A new selection with `view` added or removed, in the model page's order (the input is not modified). */

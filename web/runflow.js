@@ -9,6 +9,7 @@
 // Every hook is wrapped: a frontend API difference must never break the graph. Errors are logged with "[Runflow]".
 
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
 import { chainCallback, guard } from "./runflow_dom.js";
 import { labelCombos, loadLocale, tr } from "./runflow_i18n.js";
 import { PICKERS, SINGLE, TURNAROUND, setupNode } from "./runflow_picker.js";
@@ -16,6 +17,21 @@ import { registerSettings, testConnection, toast } from "./runflow_settings.js";
 import { COMMAND_TEXT } from "./runflow_strings.js";
 
 const EXTENSION = "Runflow.MultiAngles";
+const PACK_NODES = new Set([SINGLE, TURNAROUND, "RunflowContactSheet"]);
+
+/**
+ * A Runflow node failed (or was cancelled while runs may still bill): put the pack's own message first, where the
+ * user looks: a toast (frontend 1.5x only shows a generic "node threw an error" toast) and the node's picker line.
+ */
+function onExecutionError(event) {
+  const detail = event?.detail ?? {};
+  if (!PACK_NODES.has(detail.node_type)) return;
+  const message = String(detail.exception_message ?? "").trim();
+  if (!message) return;
+  toast("error", message);
+  const node = app.graph?.getNodeById?.(detail.node_id) ?? app.graph?.getNodeById?.(Number(detail.node_id));
+  node?.__runflowPicker?.showError(message);
+}
 
 app.registerExtension({
   name: EXTENSION,
@@ -35,6 +51,7 @@ app.registerExtension({
 
   async setup() {
     guard("registering settings", () => registerSettings(EXTENSION));
+    guard("listening for errors", () => api.addEventListener("execution_error", onExecutionError));
     const changed = await loadLocale();
     if (changed) {
       for (const picker of PICKERS) {

@@ -46,7 +46,13 @@ const CSS = `
   background: var(--comfy-input-bg, #222); color: var(--input-text, #ddd);
   border: 1px solid var(--border-color, #4e4e4e); border-radius: 6px;
   font-family: inherit; overflow: hidden; user-select: none; -webkit-user-select: none;
+  /* Only the controls take the pointer: a drag anywhere else moves the node (the event reaches the canvas / the
+     Vue node underneath). SVG children inherit this; the hit areas and focusable groups turn it back on. */
+  pointer-events: none;
 }
+/* The frontend's wrapper around a DOM widget (classic: .dom-widget; Vue nodes: the widget cell) would take the pointer
+   instead, and neither starts a node drag. */
+.dom-widget:has(> .runflow-picker), .lg-node-widgets :has(> .runflow-picker) { pointer-events: none !important; }
 .runflow-picker .runflow-area { position: relative; flex: 1 1 0; min-height: 120px; width: 100%; }
 .runflow-picker .runflow-svg { position: absolute; inset: 0; display: block; width: 100%; height: 100%; overflow: hidden; }
 .runflow-picker text { fill: currentColor; font-family: inherit; }
@@ -54,7 +60,7 @@ const CSS = `
 .runflow-picker .runflow-orbit-path { fill: none; stroke: var(--border-color, #555); stroke-dasharray: 2 3; }
 .runflow-picker .runflow-ring { fill: none; stroke: var(--border-color, #5a5a5a); stroke-width: 1; }
 .runflow-picker .runflow-ring-hit { fill: none; stroke: transparent; pointer-events: stroke; }
-.runflow-picker .runflow-ring-label { fill: var(--runflow-muted); paint-order: stroke; stroke: var(--comfy-input-bg, #222);
+.runflow-picker .runflow-ring-label { fill: var(--input-text, #ddd); paint-order: stroke; stroke: var(--comfy-input-bg, #222);
   stroke-width: 3px; stroke-linejoin: round; pointer-events: none; }
 .runflow-picker [data-runflow-ring]:hover .runflow-ring { stroke: var(--input-text, #ddd); }
 .runflow-picker [data-runflow-ring].is-selected .runflow-ring { stroke: var(--runflow-accent); stroke-width: 2; }
@@ -73,14 +79,16 @@ const CSS = `
 .runflow-picker .is-selected > .runflow-label { fill: var(--runflow-accent); font-weight: 600; }
 .runflow-picker .is-linked { opacity: 0.45; cursor: not-allowed; }
 .runflow-picker .runflow-subject { fill: var(--input-text, #ddd); stroke: none; pointer-events: none; }
-.runflow-picker .runflow-subject-side { fill: var(--runflow-muted); font-weight: 600; pointer-events: none; }
+.runflow-picker .runflow-subject-side { fill: var(--input-text, #ddd); font-weight: 600; pointer-events: none; }
 .runflow-picker .runflow-camera { fill: var(--runflow-accent); stroke: var(--comfy-input-bg, #222); stroke-width: 0.8; pointer-events: none; }
 .runflow-picker .runflow-sight { stroke: var(--runflow-accent); stroke-width: 1; stroke-dasharray: 3 3; opacity: 0.7; pointer-events: none; }
 .runflow-picker .runflow-arc { fill: none; stroke: var(--border-color, #5a5a5a); stroke-width: 1.2; }
 .runflow-picker .runflow-ground { stroke: var(--runflow-muted); stroke-dasharray: 4 3; stroke-width: 1; }
 .runflow-picker [data-runflow-views]:hover text { fill: var(--input-text, #ddd); text-decoration: underline; }
 .runflow-picker .runflow-status { flex: 0 0 auto; font-size: 11px; line-height: 14px; padding: 0 2px; }
-.runflow-picker .runflow-status > div { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; min-height: 14px; }
+.runflow-picker .runflow-status > div { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; min-height: 14px;
+  max-width: 100%; width: fit-content; pointer-events: auto; }
+.runflow-picker .runflow-status > div[data-runflow-error] { white-space: normal; max-height: 42px; }
 .runflow-picker .runflow-cost { color: var(--input-text, #ddd); }
 .runflow-picker .runflow-last { color: var(--runflow-muted); }
 .runflow-picker .runflow-warn { color: #e8a33d; }

@@ -9,6 +9,10 @@ import { fullName, isTranslated, labelCombos, tr } from "./runflow_i18n.js";
 export const SINGLE = "RunflowMultiAngles";
 export const TURNAROUND = "RunflowMultiAnglesTurnaround";
 const DEFAULT_NODE_WIDTH = 380;
+export const MIN_NODE_WIDTH = 340; // below this the picker's labels would shrink under ~10 px
+// Rarely changed inputs: folded away (frontends with "advanced" widgets: node menu → Show Advanced). The Python node
+// flags them too (INPUT_TYPES "advanced"); older frontends only read that into widget.options, so set it here.
+export const ADVANCED_WIDGETS = Object.freeze(["upload_format", "callback_url", "metadata", "max_concurrent", "show_preview"]);
 const POLL_MS = 500; // fallback for value changes that bypass widget callbacks (e.g. some Vue-renderer paths)
 
 export const PICKERS = new Set();
@@ -65,8 +69,11 @@ class PosePicker {
 
     this.svg.addEventListener("click", (e) => guard("picker click", () => this.onClick(e)));
     this.svg.addEventListener("keydown", (e) => guard("picker key", () => this.onKey(e)));
-    // Keep clicks on the picker from starting a canvas drag/selection in the classic renderer.
-    this.root.addEventListener("pointerdown", (e) => e.stopPropagation());
+    // A press on a control must not also start a node drag or a canvas selection; anywhere else the picker lets the
+    // pointer through (CSS pointer-events), so dragging the picker area moves the node.
+    this.svg.addEventListener("pointerdown", (e) => {
+      if (this.targetOf(e)) e.stopPropagation();
+    });
 
     // Lay out in real CSS pixels (ResizeObserver ignores the canvas zoom transform), so text stays readable.
     if (typeof ResizeObserver === "function") {
@@ -91,7 +98,19 @@ class PosePicker {
       getMinHeight: () => PICKER_MIN_HEIGHT + 2 * DOM_WIDGET_MARGIN,
       getMaxHeight: () => PICKER_MAX_HEIGHT + 2 * DOM_WIDGET_MARGIN,
     });
-    if (this.widget) this.widget.serialize = false; // never in widgets_values (workflow JSON)
+    if (this.widget) {
+      this.widget.serialize = false; // never in widgets_values (workflow JSON)
+      // The classic canvas treats a press on a widget's area as widget input and never starts a node drag there. The
+      // picker handles its own controls in the DOM (they stop the event), so the canvas may look through it.
+      const widget = this.widget;
+      const original = node.getWidgetOnPos;
+      if (typeof original === "function") {
+        node.getWidgetOnPos = function (...args) {
+          const found = original.apply(this, args);
+          return found === widget ? undefined : found;
+        };
+      }
+    }
 
     for (const name of this.watchedWidgets()) this.wrapCallback(name);
     PICKERS.add(this);
@@ -210,6 +229,7 @@ class PosePicker {
       views: Object.fromEntries(PM.VIEWS.map((v) => [v, tr(`picker.views.${v}`)])),
       angles: Object.fromEntries(PM.ANGLES.map((a) => [a, tr(`picker.angles.${a}`)])),
       shots: Object.fromEntries(PM.SHOTS.map((s) => [s, tr(`picker.shots.${s}`)])),
+      all: tr("picker.all"),
     };
   }
 
@@ -272,12 +292,17 @@ class PosePicker {
     }
 
     // Cameras on the selected distance ring, looking at the subject.
+    // Smaller on the inner rings, and no sight lines at close-up, so eight cameras stay apart and off the R/L marks.
     const ringR = L.orbit.rings.find((r) => r.shot === state.shot)?.r;
     if (ringR) {
+      const wideR = L.orbit.rings[L.orbit.rings.length - 1].r;
+      const size = Math.min(1.1, Math.max(0.8, (1.4 * ringR) / wideR));
       for (const view of state.views) {
         const p = PM.viewToPoint(view, cx, cy, ringR);
-        svg("line", { class: "runflow-sight", x1: r2(p.x), y1: r2(p.y), x2: r2(cx), y2: r2(cy) }, orbit);
-        this.drawCamera(orbit, p.x, p.y, PM.VIEW_AZIMUTH[view], L.scale);
+        if (state.shot !== "close-up") {
+          svg("line", { class: "runflow-sight", x1: r2(p.x), y1: r2(p.y), x2: r2(cx), y2: r2(cy) }, orbit);
+        }
+        this.drawCamera(orbit, p.x, p.y, PM.VIEW_AZIMUTH[view], L.scale, size);
       }
     }
 
@@ -295,7 +320,7 @@ class PosePicker {
       subject,
     );
     const sideFont = r2(L.smallFont);
-    const sideOffset = sr + (L.orbit.rings[0].r - sr) / 2;
+    const sideOffset = L.orbit.sideOffset;
     for (const [text, dx] of [
       [tr("picker.subjectRight"), -sideOffset],
       [tr("picker.subjectLeft"), sideOffset],
@@ -326,7 +351,7 @@ class PosePicker {
       this.drawLabelHit(g, ring.label.box);
       const t = svg(
         "text",
-        { class: "runflow-ring-label", x: r2(ring.label.x), y: r2(ring.label.y), "text-anchor": "middle", "font-size": small },
+        { class: "runflow-ring-label", x: r2(ring.label.x), y: r2(ring.label.y), "text-anchor": ring.label.anchor, "font-size": small },
         g,
       );
       t.textContent = ring.label.text;
@@ -360,15 +385,12 @@ class PosePicker {
     }
 
     if (this.multi) {
-      const g = svg("g", { "data-runflow-views": "all", role: "button", tabindex: "0", "aria-label": tr("picker.allHint") }, root);
+      const g = svg("g", { class: "runflow-all", "data-runflow-views": "all", role: "button", tabindex: "0", "aria-label": tr("picker.allHint") }, root);
       titled(g, tr("picker.allHint"));
-      const x = L.width - 4 * L.scale;
-      const y = L.height - 4 * L.scale;
-      const text = tr("picker.all");
-      const w = PM.textWidth(text, L.smallFont);
-      this.drawLabelHit(g, { x: x - w, y: y - L.smallFont * 0.8, w, h: L.smallFont * 1.05 });
-      const t = svg("text", { class: "runflow-muted", x: r2(x), y: r2(y), "text-anchor": "end", "font-size": small }, g);
-      t.textContent = text;
+      const a = L.all;
+      this.drawLabelHit(g, a.box);
+      const t = svg("text", { class: "runflow-ring-label", x: r2(a.x), y: r2(a.y), "text-anchor": a.anchor, "font-size": small }, g);
+      t.textContent = a.text;
     }
 
     // ---- side-view elevation arc ----
@@ -424,8 +446,8 @@ class PosePicker {
   }
 
   /** A small camera: body plus a lens opening towards the subject; drawn pointing up, then rotated. */
-  drawCamera(parent, x, y, rotationDeg, k) {
-    const s = 1.1 * k;
+  drawCamera(parent, x, y, rotationDeg, k, size = 1.1) {
+    const s = size * k;
     svg(
       "path",
       {
@@ -469,11 +491,19 @@ class PosePicker {
 
     // Line 2: what the last run reported (ui.runflow).
     const info = this.lastRun;
+    this.lastEl.classList.toggle("runflow-warn", !!info?.error);
     if (!info) {
       this.lastEl.textContent = "";
       this.lastEl.title = "";
       return;
     }
+    if (info.error) {
+      this.lastEl.textContent = info.error;
+      this.lastEl.title = info.error;
+      this.lastEl.setAttribute("data-runflow-error", "");
+      return;
+    }
+    this.lastEl.removeAttribute("data-runflow-error");
     const parts = [];
     if (info.status) parts.push(String(info.status));
     if (info.spent_usd != null) parts.push(tr("last.spent", { amount: PM.formatUsd(info.spent_usd) }));
@@ -491,6 +521,12 @@ class PosePicker {
       this.flashText = "";
       guard("picker status", () => this.renderStatus(this.state()));
     }, 2500);
+    this.renderStatus(this.state());
+  }
+
+  /** The last run failed or was cancelled: its message on the status line (kept until the next result). */
+  showError(message) {
+    this.lastRun = { error: String(message) };
     this.renderStatus(this.state());
   }
 
@@ -645,16 +681,60 @@ function defaultSeedControlToFixed(node) {
   if (seed && isControl(control) && control.value !== "fixed") control.value = "fixed";
 }
 
+/** Fold the rarely used inputs away (where the frontend supports advanced widgets; elsewhere nothing changes). */
+function markAdvanced(node) {
+  for (const widget of node.widgets ?? []) {
+    if (ADVANCED_WIDGETS.includes(widget.name) || widget.options?.advanced) {
+      widget.advanced = true;
+      if (widget.options) widget.options.advanced = true;
+      takeNoSpaceWhenHidden(node, widget);
+    }
+  }
+}
+
+/**
+ * Frontend 1.27 hides advanced widgets but still lays them out (a gap where they were): while hidden, report no
+ * height. Newer frontends skip hidden widgets themselves, so this changes nothing there.
+ */
+function takeNoSpaceWhenHidden(node, widget) {
+  const hidden = () => (typeof node.isWidgetVisible === "function" ? !node.isWidgetVisible(widget) : false);
+  if (typeof widget.computeLayoutSize === "function") {
+    const original = widget.computeLayoutSize;
+    widget.computeLayoutSize = function (...args) {
+      return hidden() ? { minHeight: 0, maxHeight: 0, minWidth: 0 } : original.apply(this, args);
+    };
+  } else {
+    const original = widget.computeSize;
+    widget.computeSize = function (width, ...args) {
+      if (hidden()) return [0, -4];
+      return original ? original.call(this, width, ...args) : [width ?? 0, globalThis.LiteGraph?.NODE_WIDGET_HEIGHT ?? 20];
+    };
+  }
+}
+
+/** Keep the node wide enough for readable picker labels (both renderers read node.size). */
+function keepMinWidth(node) {
+  const original = node.onResize;
+  node.onResize = function (size, ...rest) {
+    if (Array.isArray(size) || size?.length) {
+      if (size[0] < MIN_NODE_WIDTH) size[0] = MIN_NODE_WIDTH;
+    }
+    return original?.call(this, size, ...rest);
+  };
+}
+
 export function setupNode(node, multi) {
   ensureStyle();
   guard("seed control default", () => defaultSeedControlToFixed(node));
+  guard("advanced inputs", () => markAdvanced(node));
   const picker = new PosePicker(node, multi);
   node.__runflowPicker = picker;
   labelCombos(node);
-  // New nodes only (a loaded workflow restores its saved size afterwards): wide enough for readable labels.
+  guard("minimum width", () => keepMinWidth(node));
+  // New nodes only (a loaded workflow restores its saved size afterwards): wide enough for readable labels, and no
+  // taller than its content (computeSize skips the folded advanced inputs).
   guard("sizing the node", () => {
     const min = node.computeSize?.();
-    if (min && node.size) node.setSize?.([Math.max(node.size[0], min[0], DEFAULT_NODE_WIDTH), Math.max(node.size[1], min[1])]);
+    if (min && node.size) node.setSize?.([Math.max(min[0], DEFAULT_NODE_WIDTH), min[1]]);
   });
 }
-

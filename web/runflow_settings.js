@@ -207,19 +207,36 @@ function renderUrlSetting({ field, label, placeholder, value, describe, resetTex
   return root;
 }
 
+/** What a test result depends on: the key (its last 4) and the URL. */
+function connectionSignature(st) {
+  return JSON.stringify([st?.key_configured ?? null, st?.key_last4 ?? null, st?.key_source ?? null, st?.api_url ?? null]);
+}
+
 function renderTestConnection() {
   const { root, form, status } = settingRow("test_connection");
   const run = button(tr("settings.test"), "submit");
   form.append(run);
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
+  let testedFor = null; // the signature the shown result belongs to (null: nothing shown)
+  let current = null;
+  const runTest = async ({ notify }) => {
     run.disabled = true;
     setStatus(status, tr("settings.testing"));
     const result = await testConnection();
     run.disabled = false;
     const message = String(result?.message || (result?.ok ? tr("settings.testOk") : tr("settings.testFailed")));
     setStatus(status, message, result?.ok ? "ok" : "error");
-    toast(result?.ok ? "success" : "error", message);
+    testedFor = current;
+    if (notify) toast(result?.ok ? "success" : "error", message);
+  };
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    runTest({ notify: true });
+  });
+  // A result shown for another key or URL is stale: after Save / Remove, test again by itself (a free check).
+  subscribe(root, (st) => {
+    if (st?.error) return;
+    current = connectionSignature(st);
+    if (testedFor !== null && testedFor !== current && !run.disabled) runTest({ notify: false });
   });
   return root;
 }

@@ -86,20 +86,32 @@ def interrupted() -> bool:
         return False
 
 
-def raise_interrupted() -> None:
-    """Raise ComfyUI's own interrupt exception (shown as "interrupted", not as an error), else ours."""
+def raise_comfy_interrupt() -> None:
+    """Raise ComfyUI's own interrupt exception (shown as "interrupted", not as an error; it clears the flag), else
+    ours. For a cancel that left nothing at Runflow."""
     try:
         import comfy.model_management  # type: ignore[import-not-found]
 
         comfy.model_management.throw_exception_if_processing_interrupted()
     except ImportError:
         pass
-    raise Interrupted("Cancelled. A run already sent to Runflow may still finish and bill; re-queue to collect it "
-                      "(it is polled, not paid again).")
+    raise Interrupted("Cancelled before anything was sent to Runflow: nothing was billed.")
+
+
+def clear_interrupt() -> None:
+    """Reset ComfyUI's Cancel flag. Needed when the pack reports a cancel as its own error (with the may-still-bill
+    notice) instead of ComfyUI's interrupt: otherwise the flag would cancel the next node at once."""
+    try:
+        import comfy.model_management  # type: ignore[import-not-found]
+
+        comfy.model_management.interrupt_current_processing(False)
+    except Exception:  # noqa: BLE001 - outside ComfyUI
+        pass
 
 
 async def until_interrupted(work: Awaitable[T]) -> T:
-    """Await ``work``; if the user cancels, cancel it within INTERRUPT_POLL seconds and raise."""
+    """Await ``work``; if the user cancels, cancel it within INTERRUPT_POLL seconds and raise our Interrupted (the
+    caller decides what the user is told: a run already sent may still bill)."""
     task = asyncio.ensure_future(work)
     try:
         while True:
@@ -109,7 +121,7 @@ async def until_interrupted(work: Awaitable[T]) -> T:
             if interrupted():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)  # let it close its connections
-                raise_interrupted()
+                raise Interrupted("Cancelled.")
     finally:
         if not task.done():
             task.cancel()

@@ -47,10 +47,14 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
     try:
         results = await adapter.until_interrupted(runner.run(jobs))
     except E.Interrupted:
-        status.show("cancelled; a run already sent may still finish and bill — re-queue to collect it")
-        raise
+        notice = status.cancelled()
+        if not status.sent():
+            adapter.raise_comfy_interrupt()  # nothing at Runflow: ComfyUI's quiet "interrupted"
+        # Runs may still bill: say so where the user looks (the error toast / dialog), not only on the node.
+        adapter.clear_interrupt()
+        raise E.Interrupted(notice) from None
     except E.RunflowError as exc:
-        status.show(f"error: {exc.message}")
+        status.show(("failed", exc.message))
         raise
     finally:
         ticker.cancel()
@@ -66,16 +70,13 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
 
 def _raise_failures(results: list[ItemResult], status: Status, runner: Runner) -> None:
     failed = [r for r in results if r.error is not None]
-    hits = runner.stats.cache_hits
-    summary = f"done · spent ${runner.stats.spent_usd:.2f}" + (f" · {hits} from cache — $0.00" if hits else "")
-    if hits == len(results):
-        summary = "from cache — $0.00"
     if not failed:
-        status.show(summary)
+        status.done(runner.stats.spent_usd, runner.stats.cache_hits, len(results))
         return
-    status.show(f"{len(failed)} of {len(results)} failed · " + summary)
     if len(results) == 1:
+        status.failed(1, 1, runner.stats.spent_usd, failed[0].error.message)
         raise failed[0].error
+    status.failed(len(failed), len(results), runner.stats.spent_usd, "")
     names = "; ".join(f"{r.spec.label}: {r.error.message}" for r in failed[:4])
     more = f" (+{len(failed) - 4} more)" if len(failed) > 4 else ""
     raise E.PartialFailure(f"{len(failed)} of {len(results)} Runflow runs failed — {names}{more}. The "

@@ -40,12 +40,31 @@ def _pose_inputs() -> dict:
     }
 
 
+PREVIEW_TOOLTIP = ("Also show the result(s) on this node. Off by default: connect a Preview Image or Save Image node "
+                   "to see them there (a second copy here makes the node very tall).")
+
+
 def _source_inputs() -> dict:
+    # "advanced": folded away on a new node (the frontend's Show Advanced); older frontends only get it through the
+    # pack's web extension, which sets it on the widgets too.
     return {
         "image": ("IMAGE", {"tooltip": TOOLTIPS["image"]}),
         "image_url": ("STRING", {"default": "", "tooltip": TOOLTIPS["image_url"]}),
-        "upload_format": (list(codec.UPLOAD_FORMATS), {"default": codec.UPLOAD_FORMATS[0], "tooltip": FORMAT_TOOLTIP}),
+        "upload_format": (list(codec.UPLOAD_FORMATS), {"default": codec.UPLOAD_FORMATS[0], "tooltip": FORMAT_TOOLTIP,
+                                                       "advanced": True}),
     }
+
+
+def _preview_input() -> dict:
+    # Always the LAST input: a saved workflow stores widget values by position, so a new input goes at the end.
+    return {"show_preview": ("BOOLEAN", {"default": False, "tooltip": PREVIEW_TOOLTIP, "advanced": True})}
+
+
+def _result(out, show_preview: bool, result: tuple) -> dict:
+    ui = dict(out.ui)
+    if not show_preview:
+        ui.pop("images", None)
+    return {"ui": ui, "result": result}
 
 
 class RunflowMultiAngles:
@@ -68,19 +87,22 @@ class RunflowMultiAngles:
             "required": {"view": (list(VIEWS), {"default": DEFAULT_VIEW, "tooltip": TOOLTIPS["view"]}),
                          **_pose_inputs()},
             "optional": {**_source_inputs(),
-                         "callback_url": ("STRING", {"default": "", "tooltip": TOOLTIPS["callback_url"]}),
-                         "metadata": ("STRING", {"default": "", "multiline": True, "tooltip": TOOLTIPS["metadata"]})},
+                         "callback_url": ("STRING", {"default": "", "tooltip": TOOLTIPS["callback_url"],
+                                                     "advanced": True}),
+                         "metadata": ("STRING", {"default": "", "multiline": True, "tooltip": TOOLTIPS["metadata"],
+                                                 "advanced": True}),
+                         **_preview_input()},
         }
 
     async def execute(self, view, angle, shot, prompt, match_input_aspect, aspect_ratio, seed, image=None,
-                      image_url="", upload_format=None, callback_url="", metadata=""):
+                      image_url="", upload_format=None, callback_url="", metadata="", show_preview=False):
         spec = JobSpec(view=view, angle=angle, shot=shot, prompt=prompt or "",
                        match_input_aspect=bool(match_input_aspect), aspect_ratio=aspect_ratio, seed=int(seed),
                        callback_url=(callback_url or "").strip() or None, metadata=parse_metadata(metadata),
                        label=view)
         srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0])
         out = await execute(jobs_for(srcs, [spec]), title="Runflow", max_concurrent=4)
-        return {"ui": out.ui, "result": (out.batch, out.urls, out.info)}
+        return _result(out, show_preview, (out.batch, out.urls, out.info))
 
 
 class RunflowMultiAnglesTurnaround:
@@ -102,17 +124,17 @@ class RunflowMultiAnglesTurnaround:
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {
-            "required": {"views": ("STRING", {"default": ", ".join(VIEWS), "multiline": False,
+            "required": {"views": ("STRING", {"default": "all", "multiline": False,
                                               "tooltip": "Views to render, comma-separated exact names (or all). "
                                                          "Each view is one $0.20 run."}),
                          **_pose_inputs(),
-                         "max_concurrent": ("INT", {"default": 8, "min": 1, "max": 16,
+                         "max_concurrent": ("INT", {"default": 8, "min": 1, "max": 16, "advanced": True,
                                                     "tooltip": "How many runs go out at once."})},
-            "optional": _source_inputs(),
+            "optional": {**_source_inputs(), **_preview_input()},
         }
 
     async def execute(self, views, angle, shot, prompt, match_input_aspect, aspect_ratio, seed, max_concurrent=8,
-                      image=None, image_url="", upload_format=None):
+                      image=None, image_url="", upload_format=None, show_preview=False):
         chosen = parse_views(views)
         base = dict(angle=angle, shot=shot, prompt=prompt or "", match_input_aspect=bool(match_input_aspect),
                     aspect_ratio=aspect_ratio, seed=int(seed))
@@ -121,7 +143,7 @@ class RunflowMultiAnglesTurnaround:
         out = await execute(jobs_for(srcs, specs), title="Runflow turnaround", max_concurrent=max_concurrent)
         labels = [r.spec.label for r in out.results]
         singles = [out.batch[i:i + 1] for i in range(out.batch.shape[0])]
-        return {"ui": out.ui, "result": (out.batch, labels, out.urls, out.info, singles)}
+        return _result(out, show_preview, (out.batch, labels, out.urls, out.info, singles))
 
 
 class RunflowContactSheet:
@@ -138,7 +160,8 @@ class RunflowContactSheet:
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {"images": ("IMAGE", {"tooltip": "Images to lay out (a batch, or a list of batches)."}),
-                         "columns": ("INT", {"default": 4, "min": 1, "max": 16}),
+                         "columns": ("INT", {"default": 4, "min": 1, "max": 16,
+                                             "tooltip": "Images per row (8 views with 4 columns = 2 rows)."}),
                          "cell_size": ("INT", {"default": 384, "min": 64, "max": 2048, "step": 32,
                                                "tooltip": "Each image is fitted into a square of this many px."})},
             "optional": {"labels": ("STRING", {"forceInput": True,
@@ -162,7 +185,9 @@ NODE_CLASS_MAPPINGS = {
     "RunflowContactSheet": RunflowContactSheet,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "RunflowMultiAngles": "Runflow Multi Angles",
-    "RunflowMultiAnglesTurnaround": "Runflow Multi Angles Turnaround",
+    # The price is in the title: visible in every renderer, also where the pack's picker (with its cost line) is not
+    # drawn (Vue nodes on frontend 1.27).
+    "RunflowMultiAngles": "Runflow Multi Angles ($0.20/run)",
+    "RunflowMultiAnglesTurnaround": "Runflow Multi Angles Turnaround ($0.20/view)",
     "RunflowContactSheet": "Runflow Contact Sheet",
 }

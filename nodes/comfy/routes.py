@@ -30,11 +30,11 @@ async def test_connection() -> dict:
         async with RunflowClient(settings.api_key, settings.api_url, retry=RetryPolicy(attempts=1)) as client:
             await client.check()
     except E.AuthError as exc:
-        return {**answer, "reachable": True, "key_accepted": False, "message": exc.message}
+        return {**answer, "reachable": True, "key_accepted": False, "message": settings.explain(exc.message)}
     except E.ApiError as exc:
-        return {**answer, "reachable": True, "message": exc.message}
-    except E.RunflowError as exc:
-        return {**answer, "message": exc.message}
+        return {**answer, "reachable": True, "message": settings.explain(exc.message)}
+    except E.RunflowError as exc:  # e.g. "cannot reach …: check RUNFLOW_API_URL" although the URL is from Settings
+        return {**answer, "message": settings.explain(exc.message)}
     facts = await doctor_facts(settings)
     return {**answer, "ok": True, "reachable": True, "key_accepted": True, **facts,
             "message": f"Connected to {settings.api_url}; the key (…{settings.api_key[-4:]}) was accepted."

@@ -123,6 +123,18 @@ class Settings:
             "config_path": str(config_path()),
         }
 
+    def url_origin(self) -> str:
+        """Where the API URL came from, in the words of the place a user would change it."""
+        if self.api_url_source == "env":
+            return ENV_URL
+        if self.api_url_source == "config":
+            return "Settings \u2192 Runflow \u2192 API URL"
+        return f"the default API URL ({self.api_url})"
+
+    def explain(self, message: str) -> str:
+        """A client-library message that says "check RUNFLOW_API_URL", naming where this URL really came from."""
+        return message.replace(ENV_URL, self.url_origin())
+
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         return f"Settings(api_key={mask_key(self.api_key)}, api_url={self.api_url!r}, public_url={self.public_url!r})"
 

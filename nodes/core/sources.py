@@ -11,7 +11,7 @@ import numpy as np
 from ..runflow import errors as E
 from . import codec
 from .cache import pixels_sha256
-from .spec import check_http_url
+from .spec import check_image_url
 
 
 @dataclass
@@ -58,8 +58,8 @@ async def from_image(image, fmt: str) -> list[Source]:
     return list(await asyncio.gather(*(asyncio.to_thread(from_pixels, item, fmt, notes) for item in items)))
 
 
-def from_url(name: str, url: str) -> Source:
-    return Source(url=check_http_url(name, url), name="url")
+def from_url(name: str, url: str, **hint) -> Source:
+    return Source(url=check_image_url(name, url, **hint), name="url")
 
 
 def from_file(path: Path, fmt: str) -> Source:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -23,12 +24,34 @@ def check_http_url(name: str, value: str, *, https_hint: bool = True) -> str:
         raise InputError(f"{name} is empty; give an https:// URL")
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        scheme = parts.scheme or "no scheme"
-        raise InputError(f"{name} must be an http(s) URL that Runflow can fetch, got {scheme!r} ({value[:60]!r}); "
+        raise InputError(f"{name} must be an http(s) URL that Runflow can fetch, got {value[:60]!r}; "
                          + ("connect an IMAGE instead for local files" if https_hint else "fix the URL"))
     if len(value) > MAX_URL_LENGTH:
         raise InputError(f"{name} is {len(value)} characters; Runflow accepts at most {MAX_URL_LENGTH}")
     return value
+
+
+def looks_like_local_path(value: str) -> bool:
+    """C:\\photos\\a.png, \\\\server\\share, /home/me/a.png, ~/a.png, file:///..., ./a.png"""
+    v = value.strip()
+    return bool(re.match(r"^([a-zA-Z]:[\\/]|\\\\|/|~[\\/]|\.{1,2}[\\/]|file:)", v))
+
+
+LOAD_IMAGE_HINT = "load it with a Load Image node and connect that to the image input (and leave image_url empty)"
+
+
+def check_image_url(name: str, value: str, instead: str = LOAD_IMAGE_HINT) -> str:
+    """The source photo's URL: public https only (what the tooltip and README promise), with a way out for files.
+    ``instead`` says how to give a local file (the nodes: Load Image; the CLI: the image argument)."""
+    value = (value or "").strip()
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    if value and looks_like_local_path(value):
+        raise InputError(f"{name} is a file on this computer ({shown}), which Runflow cannot reach: {instead}")
+    parts = urlsplit(value)
+    loopback = parts.scheme.lower() == "http" and (parts.hostname or "") in ("127.0.0.1", "localhost", "::1")
+    if value and (parts.scheme.lower() != "https" or not parts.netloc) and not loopback:  # loopback: the sandbox
+        raise InputError(f"{name} must be a public https:// address of the image, got {shown}; or {instead}")
+    return check_http_url(name, value)
 
 
 def parse_metadata(text: str | dict | None) -> dict | None:

@@ -213,7 +213,8 @@ class RunflowClient:
         if not run.succeeded:
             code, message = run.failure
             what = {"canceled": "was canceled", "cancelled": "was cancelled"}.get(run.status, run.status)
-            raise E.RunFailed(f"Runflow run {run.id} {what}: {code or 'no code'}: {message or 'no message'}. "
+            detail = (message or "no message").rstrip(". ")
+            raise E.RunFailed(f"Runflow run {run.id} {what}: {code or 'no code'}: {detail}. "
                               "Failed runs are not billed; fix the input or re-queue.", run_id=run.id,
                               status=run.status, failure_code=code, failure_message=message)
         return run

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 KEY_HELP = "set RUNFLOW_API_KEY or Settings \u2192 Runflow \u2192 API key"
 
+#: The module name ComfyUI shows as an error's type ("Exception Type: runflow.ConfigError"). The real module is named
+#: after the pack's absolute path inside ComfyUI, which would put a filesystem path in front of the message.
+ERROR_MODULE = "runflow"
+
 
 class RunflowError(Exception):
     """Base of every error the pack raises on purpose."""
 
+    __module__ = ERROR_MODULE
+
     #: whether repeating the same request later may succeed
     retryable = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__module__ = ERROR_MODULE
 
     def __init__(self, message: str):
         super().__init__(message)

@@ -16,6 +16,7 @@ writes them to docs/images/ and example_workflows/<name>.jpg.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -47,6 +48,20 @@ REPO = Path(__file__).resolve().parents[2]
 DOCS_IMAGES = REPO / "docs" / "images"
 EXAMPLES = REPO / "example_workflows"
 WORKFLOWS = sorted(p.stem for p in EXAMPLES.glob("*.json"))
+# The file names are the titles the Templates browser shows (both frontends list a pack's templates by file name).
+SINGLE_TEMPLATE = "Multi Angles - one new view"
+TURNAROUND_TEMPLATE = "Multi Angles - turnaround"
+
+def view_slug(view: str) -> str:
+    """The Turnaround template's file name for a view (its Regex Replace node: [^a-z0-9-]+ -> _)."""
+    return re.sub(r"[^a-z0-9-]+", "_", view, flags=re.IGNORECASE)
+
+
+def views_of(text: str) -> list[str]:
+    """The Turnaround's `views` text as a list ("all" = all eight), like the node parses it."""
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    return list(VIEWS) if items == ["all"] else items
+
 
 VIEWS = ["front view", "front-right quarter view", "right side view", "back-right quarter view", "back view",
          "back-left quarter view", "left side view", "front-left quarter view"]
@@ -58,9 +73,9 @@ SINGLE, TURNAROUND, SHEET = "RunflowMultiAngles", "RunflowMultiAnglesTurnaround"
 # control_after_generate combo, whose *name* depends on the frontend (see test_nodes_registered_and_created).
 WIDGETS = {
     SINGLE: ["view", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio", "seed", "<control>",
-             "image_url", "upload_format", "callback_url", "metadata"],
+             "image_url", "upload_format", "callback_url", "metadata", "show_preview"],
     TURNAROUND: ["views", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio", "seed", "<control>",
-                 "max_concurrent", "image_url", "upload_format"],
+                 "max_concurrent", "image_url", "upload_format", "show_preview"],
     SHEET: ["columns", "cell_size"],
 }
 PICKER_WIDGET = "pose_picker"
@@ -359,8 +374,9 @@ def test_picker(frontend, ui, renderer):
         assert ui.widget_value(single, "view") == "front view"
         _wait_selected(ui, p1, "data-runflow-view", ["front view"])
 
-    # Turnaround: all 8 by default; clicking a selected view removes it, clicking again restores model-page order
-    assert ui.widget_value(multi, "views") == ", ".join(VIEWS)
+    # Turnaround: all 8 by default ("all": short, so the classic canvas still shows the "views" label); clicking a
+    # selected view removes it, clicking again restores model-page order
+    assert ui.widget_value(multi, "views") == "all"
     _wait_selected(ui, p2, "data-runflow-view", VIEWS)
     p2.locator('[data-runflow-view="back view"]').click()
     assert ui.widget_value(multi, "views") == ", ".join(v for v in VIEWS if v != "back view")
@@ -369,7 +385,7 @@ def test_picker(frontend, ui, renderer):
     assert ui.widget_value(multi, "views") == ", ".join(v for v in VIEWS if v not in ("back view", "right side view"))
     p2.locator('[data-runflow-view="back view"]').click()
     p2.locator('[data-runflow-view="right side view"]').click()
-    assert ui.widget_value(multi, "views") == ", ".join(VIEWS), "re-added views are not in model-page order"
+    assert ui.widget_value(multi, "views") == "all", "all 8 again is not written as 'all'"
     _wait_selected(ui, p2, "data-runflow-view", VIEWS)
     # the cost line follows the selection
     p2.locator('[data-runflow-view="front view"]').click()
@@ -389,7 +405,7 @@ def test_picker_after_undo(frontend, ui, renderer):
     if renderer == "vue" and frontend.version == PINNED:
         pytest.skip("frontend 1.27.10's Vue renderer draws no custom DOM widgets (no picker to check)")
     ui.open(renderer, clear=False)
-    wf = json.loads((EXAMPLES / "runflow_multi_angles.json").read_text())
+    wf = json.loads((EXAMPLES / f"{SINGLE_TEMPLATE}.json").read_text())
     ui.js("async (wf) => { await app.loadGraphData(wf); }", wf)
     node_id = ui.js("() => String(app.graph._nodes.find((n) => n.type === 'RunflowMultiAngles').id)")
     ui.page.wait_for_timeout(300)
@@ -454,20 +470,30 @@ def test_settings_key(frontend, ui, bsandbox):
     assert st["key_configured"] is True and st["key_last4"] == key[-4:] and st["key_source"] == "config", st
     assert key not in json.dumps(st)
 
-    # Test connection (the button in the panel) against the sandbox
+    # Test connection (the button in the panel) against the sandbox: first with a wrong key (rejected), then Save
+    # the right one: the Test line follows by itself (no stale "rejected" next to a good key)
+    wrong = "rf_wrong_" + secrets.token_hex(8)
+    box.fill(wrong)
+    row.locator("button[type=submit]").click()
+    ui.page.wait_for_function("([el, tail]) => el.textContent.includes(tail)", arg=[status.element_handle(),
+                                                                                   wrong[-4:]])
     test_row = ui.page.locator('[data-runflow-setting="test_connection"]')
     test_row.locator("button").click()
     test_status = ui.page.locator('[data-runflow-setting-status="test_connection"]')
-    ui.page.wait_for_function("(el) => el.classList.contains('is-ok') || el.classList.contains('is-error')",
-                              arg=test_status.element_handle())
-    assert "is-ok" in test_status.get_attribute("class"), test_status.inner_text()
+    ui.page.wait_for_function("(el) => el.classList.contains('is-error')", arg=test_status.element_handle())
+    assert wrong[-4:] in test_status.inner_text() or "reject" in test_status.inner_text().lower(), \
+        test_status.inner_text()
+    box.fill(key)
+    row.locator("button[type=submit]").click()
+    ui.page.wait_for_function("(el) => el.classList.contains('is-ok')", arg=test_status.element_handle(),
+                              timeout=15_000)
     assert "accepted" in test_status.inner_text() and key not in test_status.inner_text()
     ui.page.keyboard.press("Escape")
     ui.page.locator('[data-runflow-setting="api_key"]').wait_for(state="detached")
 
     # the key is not in the frontend's settings, the workflow, the prompt, the browser storage, the DOM
     assert ui.js("() => app.extensionManager.setting.get('Runflow.MultiAngles.ApiKey')") in ("", None)
-    wf = json.loads((EXAMPLES / "runflow_multi_angles.json").read_text())
+    wf = json.loads((EXAMPLES / f"{SINGLE_TEMPLATE}.json").read_text())
     prefix = f"runflow_keycheck_{frontend.version.replace('.', '_')}"
     save_id = ui.js("""async ([wf, prefix]) => {
       await app.loadGraphData(wf);
@@ -505,9 +531,119 @@ def test_settings_key(frontend, ui, bsandbox):
 # ---- 4. example workflows: Templates list, load, convert, run; thumbnails ------------------------------------------
 
 
+FILE_PATH_IN_TYPE = re.compile(r"(/|\\\\)custom_nodes|runflow-multi-angles\.nodes")
+
+
+def _toast(ui, needle: str, timeout: float = 30_000):
+    """The toast that contains `needle` (PrimeVue toasts on both frontends)."""
+    toast = ui.page.locator(".p-toast-message, [role=alert]").filter(has_text=needle).first
+    toast.wait_for(state="visible", timeout=timeout)
+    return toast
+
+
+@renderer_params()
+def test_cancel_and_errors_reach_the_user(frontend, ui, bsandbox, renderer):
+    """Cancel while a run is at Runflow: the user reads that it may still bill (toast, and the node's picker line where
+    the picker is drawn). An error: its own message first, no file path in front of it."""
+    ui.open(renderer, clear=False)
+    wf = json.loads((EXAMPLES / f"{SINGLE_TEMPLATE}.json").read_text())
+    ui.js("async (wf) => { await app.loadGraphData(wf); }", wf)
+    node_id = ui.js("() => String(app.graph._nodes.find((n) => n.type === 'RunflowMultiAngles').id)")
+    seed = int(time.time()) % 100000  # a fresh cache slot: this run must really go to the sandbox
+    ui.set_widget(node_id, "prompt", "[sandbox:slow=30]", callback=True)
+    ui.set_widget(node_id, "seed", seed, callback=True)
+    before = bsandbox.created_runs
+    ui.js("async () => { await app.queuePrompt(0, 1); }")
+    deadline = time.monotonic() + 60
+    while bsandbox.created_runs == before:
+        assert time.monotonic() < deadline, "the run was never created"
+        time.sleep(0.05)
+    ui.page.wait_for_timeout(500)
+    ui.js("async () => { await (window.comfyAPI?.api?.api ?? app.api).interrupt(); }")
+    toast = _toast(ui, "may still finish and bill")
+    assert "re-queue" in toast.inner_text()
+    has_picker = not (frontend.version == PINNED and renderer == "vue")
+    if has_picker:
+        line = ui.picker(node_id).locator("[data-runflow-last]")
+        ui.page.wait_for_function("(el) => /may still finish and bill/.test(el.textContent)",
+                                  arg=line.element_handle())
+    shot = f"/tmp/runflow-bt-cancel-{frontend.version}-{renderer}.png"
+    ui.page.screenshot(path=shot)
+    FIGURES[f"browser tier: fe {frontend.version} {renderer}: cancel notice"] = f"{toast.inner_text()[:90]!r} ({shot})"
+
+    # an error: a Windows path in image_url, no image connected
+    ui.js("() => { app.graph.clear(); }")
+    single = ui.add_node(SINGLE, (60, 60))
+    ui.js("""(id) => { const n = app.graph.getNodeById(id) ?? app.graph.getNodeById(Number(id));
+      const p = LiteGraph.createNode('PreviewImage'); p.pos = [520, 60]; app.graph.add(p); n.connect(0, p, 0); }""",
+          single)  # a graph needs an output node to be queued
+    ui.set_widget(single, "image_url", "C:\\photos\\shoe.png", callback=True)
+    ui.js("async () => { await app.queuePrompt(0, 1); }")
+    toast = _toast(ui, "is a file on this computer")
+    text = toast.inner_text()
+    assert "Load Image" in text and not FILE_PATH_IN_TYPE.search(text), text
+    if has_picker:
+        line = ui.picker(single).locator("[data-runflow-last]")
+        ui.page.wait_for_function("(el) => /is a file on this computer/.test(el.textContent)",
+                                  arg=line.element_handle())
+    # what ComfyUI itself reports (its error dialog / "View details") names a short type, no file path
+    hist = frontend.server.get("/history", params={"max_items": 1}).json()
+    (entry,) = hist.values()
+    err = dict(entry["status"]["messages"]).get("execution_error") or {}
+    assert err.get("exception_type") == "runflow.InputError", err.get("exception_type")
+    shot = f"/tmp/runflow-bt-error-{frontend.version}-{renderer}.png"
+    ui.page.screenshot(path=shot)
+    assert_no_pack_errors(frontend, ui.tag)
+
+
 def test_templates_list(frontend):
     listing = frontend.server.get("/api/workflow_templates").json()
     assert sorted(listing.get(PACK_NAME, [])) == WORKFLOWS, listing
+    assert WORKFLOWS == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE]
+
+
+def test_template_titles_in_browser(frontend, ui):
+    """The Templates dialog lists the pack's templates under readable titles (both frontends title a pack's
+    templates by file name), in full (a card shows about 30 characters). The pictures: test_example_workflow."""
+    ui.open("classic")
+    ui.js("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    dialog = ui.page.locator("[role=dialog]").last
+    dialog.get_by_text(PACK_NAME, exact=True).first.click()  # 1.27: Custom Nodes → pack; 1.58: Extensions → pack
+    for title in WORKFLOWS:
+        assert re.fullmatch(r"[A-Z][A-Za-z ()-]{5,30}", title), title
+        el = dialog.get_by_text(title, exact=True).first
+        el.wait_for(state="visible")
+        assert el.evaluate("(e) => e.scrollWidth <= e.clientWidth + 1"), f"{title!r} is cut off in the dialog"
+    assert_no_pack_errors(frontend, ui.tag)
+
+
+@renderer_params()
+def test_node_initial_size(frontend, ui, renderer):
+    """A new node is compact: the rarely used inputs are folded away (Show Advanced), no gap where they were."""
+    ui.open(renderer)
+    single = ui.add_node(SINGLE, (40, 40))
+    turn = ui.add_node(TURNAROUND, (520, 40))
+    ui.page.wait_for_timeout(300)
+    sizes = ui.js("(ids) => ids.map((id) => app.graph.getNodeById(id) ?? app.graph.getNodeById(Number(id)))"
+                  ".map((n) => n.size.map(Math.round))", [single, turn])
+    FIGURES[f"browser tier: fe {frontend.version} {renderer}: new node size (single, turnaround)"] = str(sizes)
+    folds = not (frontend.version == PINNED and renderer == "vue")  # 1.27's Vue nodes have no advanced widgets
+    for (w, h), node_id in zip(sizes, (single, turn), strict=True):
+        assert 340 <= w <= 440, sizes
+        if folds:
+            assert h <= 620, f"node {node_id} starts {w}x{h}"
+    if folds and renderer == "classic":
+        # no gap: the picker starts right under the last visible widget
+        gap = ui.js("""(id) => { const n = app.graph.getNodeById(id) ?? app.graph.getNodeById(Number(id));
+          const shown = n.widgets.filter((w) => n.isWidgetVisible(w) && w.name !== 'pose_picker');
+          const last = shown[shown.length - 1]; const picker = n.widgets.find((w) => w.name === 'pose_picker');
+          return picker.y - (last.y + (last.computedHeight ?? 24)); }""", single)
+        assert gap <= 12, f"{gap}px gap above the picker"
+        # narrower than the picker's labels allow is refused (they would shrink under ~10 px)
+        width = ui.js("""(id) => { const n = app.graph.getNodeById(id) ?? app.graph.getNodeById(Number(id));
+          n.setSize([250, n.size[1]]); return n.size[0]; }""", single)
+        assert width >= 340, width
+    assert_no_pack_errors(frontend, ui.tag)
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
@@ -542,12 +678,28 @@ def test_example_workflow(frontend, name, browser):
             files = server.output_files(entry, nid)
             assert files and all(f.is_file() and f.stat().st_size > 0 for f in files), (nid, entry.get("outputs"))
         if TURNAROUND in result["types"]:
-            views = result["output"][next(k for k, v in result["output"].items() if v["class_type"] == TURNAROUND)]
-            n_views = len([v for v in views["inputs"]["views"].split(",") if v.strip()])
-            per_view = [nid for nid in outputs if isinstance(result["output"][nid]["inputs"].get("filename_prefix"),
-                                                                  list)]
-            for nid in per_view:
-                assert len(server.output_files(entry, nid)) == n_views
+            # one folder per subject with clean file names; a second subject gets its own folder
+            ta = next(v for v in result["output"].values() if v["class_type"] == TURNAROUND)
+            expected = sorted(f"{slug}_00001_.png" for slug in [*map(view_slug, views_of(ta["inputs"]["views"])),
+                                                                 "contact_sheet"])
+            saved = [f for nid in outputs for f in server.output_files(entry, nid)]
+            assert {f.parent for f in saved} == {server.out_dir / "runflow" / "my_subject"}, saved
+            assert sorted(f.name for f in saved) == expected, saved
+            second = page.js("""async () => {
+              const folder = app.graph._nodes.find((n) => n.type === 'PrimitiveString');
+              folder.widgets[0].value = 'runflow/second_subject';
+              const p = await app.graphToPrompt();
+              const res = await fetch('/prompt', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+                body: JSON.stringify({ prompt: p.output }) });
+              return (await res.json()).prompt_id; }""")
+            entry2 = server.wait(second, timeout=180)
+            assert_success(entry2)
+            saved2 = [f for nid in outputs for f in server.output_files(entry2, nid)]
+            assert {f.parent for f in saved2} == {server.out_dir / "runflow" / "second_subject"}, saved2
+            assert sorted(f.name for f in saved2) == expected, saved2
+            FIGURES[f"browser tier: fe {frontend.version}: turnaround template files"] = (
+                f"runflow/my_subject/ + runflow/second_subject/: {len(saved)} + {len(saved2)} files, e.g. "
+                f"{saved[0].name}")
 
         # every pack node with a picker shows it in the loaded workflow, with the saved pose selected
         for nid, n in result["output"].items():
@@ -555,28 +707,32 @@ def test_example_workflow(frontend, name, browser):
                 picker = page.picker(nid)
                 _check_picker_dom(picker)
                 inputs = n["inputs"]
-                views = ([inputs["view"]] if n["class_type"] == SINGLE
-                         else [v.strip() for v in inputs["views"].split(",") if v.strip()])
+                views = [inputs["view"]] if n["class_type"] == SINGLE else views_of(inputs["views"])
                 _wait_selected(page, picker, "data-runflow-view", views)
                 _wait_selected(page, picker, "data-runflow-angle", [inputs["angle"]])
                 _wait_selected(page, picker, "data-runflow-shot", [inputs["shot"]])
 
         if frontend.current:
-            # Thumbnail for ComfyUI's Templates browser: wait until the run's images show in the nodes, fit the
-            # graph between the side bar / top bar and the canvas controls, crop to it, ~600 px wide JPEG.
-            page.page.wait_for_function("""() => app.graph._nodes.filter((n) => ['SaveImage', 'PreviewImage']
-              .includes(n.type)).every((n) => n.imgs?.length && n.imgs.every((i) => i.complete && i.naturalWidth))""",
-                                        timeout=30_000)
-            page.page.wait_for_timeout(500)
-            bounds = page.node_bounds()
-            pad, badge = 16, 26  # node source badges ("runflow-multi-angles") sit above the title bars
-            clip = page.fit([bounds[0] - pad, bounds[1] - pad - badge, bounds[2] + 2 * pad,
-                             bounds[3] + 2 * pad + badge],
-                            [80, 100, viewport[0] - 110, viewport[1] - 190], max_scale=1.2)
-            clip = {k: round(v) for k, v in clip.items()}
-            png = page.page.screenshot(clip=clip)
-            assert_not_blank(png, name)
-            size = save_jpeg_thumbnail(png, EXAMPLES / f"{name}.jpg", width=600, write=WRITE_IMAGES)
+            # Thumbnail for ComfyUI's Templates browser: what the template makes (the sandbox's stand-in render),
+            # not a picture of the graph: the contact sheet of the turnaround; source → new view for the single one.
+            from PIL import Image
+
+            if TURNAROUND in result["types"]:
+                (sheet,) = [f for f in saved if f.name.startswith("contact_sheet")]
+                picture = Image.open(sheet).convert("RGB")
+            else:
+                (result_file,) = [f for nid in outputs for f in server.output_files(entry, nid)]
+                source = Image.open(server.in_dir / "example.png").convert("RGB")
+                made = Image.open(result_file).convert("RGB")
+                h = 512
+                parts = [im.resize((round(im.width * h / im.height), h)) for im in (source, made)]
+                picture = Image.new("RGB", (sum(p.width for p in parts) + 24, h), (32, 32, 32))
+                picture.paste(parts[0], (0, 0))
+                picture.paste(parts[1], (parts[0].width + 24, 0))
+            buf = io.BytesIO()
+            picture.save(buf, "PNG")
+            assert_not_blank(buf.getvalue(), name)
+            size = save_jpeg_thumbnail(buf.getvalue(), EXAMPLES / f"{name}.jpg", width=600, write=WRITE_IMAGES)
             FIGURES[f"browser tier: thumbnail example_workflows/{name}.jpg"] = f"{size[0]}x{size[1]}"
             r = server.get(f"/api/workflow_templates/{PACK_NAME}/{name}.jpg")
             assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff", (r.status_code, r.headers)

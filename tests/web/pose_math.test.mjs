@@ -147,10 +147,16 @@ describe("elevation arc and distance rings", () => {
     }
   });
 
-  test("ring radii are proportional to the shot distance, wide outermost", () => {
+  test("ring radii grow with the shot distance, wide outermost; close-up leaves room for 8 cameras", () => {
     assert.ok(close(shotRadius("wide shot", 90), 90));
-    assert.ok(close(shotRadius("medium shot", 90), 50));
-    assert.ok(close(shotRadius("close-up", 90), 30));
+    assert.ok(shotRadius("close-up", 90) < shotRadius("medium shot", 90));
+    assert.ok(shotRadius("medium shot", 90) < shotRadius("wide shot", 90));
+    // eight cameras (about 10 units wide at scale 1) around the close-up ring of the default layout do not touch
+    const L = computeLayout(360, 196);
+    const closeR = L.orbit.rings.find((r) => r.shot === "close-up").r;
+    assert.ok(2 * closeR * Math.sin(Math.PI / 8) > 14 * L.scale, `close-up ring radius ${closeR}`);
+    // ...nor the subject's R/L marks (a glyph is about 0.6 em wide, the camera's lens reaches 4.4 units inwards)
+    assert.ok(L.orbit.sideOffset + 0.35 * L.smallFont < closeR - 4.4 * L.scale, "R/L marks under the cameras");
   });
 });
 
@@ -182,6 +188,7 @@ describe("layout and hitTest", () => {
           ...L.views.map((v) => ({ name: v.view, owner: v.view, ...v.label.box })),
           ...L.elevation.angles.map((a) => ({ name: a.angle, owner: a.angle, ...a.label.box })),
           ...L.orbit.rings.map((r) => ({ name: `ring label ${r.shot}`, owner: r.shot, ...r.label.box })),
+          { name: "all 8", owner: "all", ...L.all.box },
           ...L.views.map((v) => ({
             owner: v.view,
             name: `marker ${v.view}`,
@@ -307,7 +314,8 @@ describe("views text (Turnaround)", () => {
 
   test("formatViews is canonical and parses back", () => {
     assert.equal(formatViews(["back view", "front view", "Front View"]), "front view, back view");
-    assert.equal(formatViews(ALL), ALL.join(", "));
+    assert.equal(formatViews(ALL), "all");
+    assert.deepEqual(parseViews(formatViews(ALL)).views, ALL);
     assert.equal(formatViews([]), "");
     assert.deepEqual(parseViews(formatViews(["left side view", "back view"])).views, ["back view", "left side view"]);
   });
