@@ -147,6 +147,7 @@ def soak_variant(name: str, runs: int, rate: float, concurrency: int, seed: int,
                  settle: float = 1.5) -> dict:
     """One soak on a fresh sandbox playing variant ``name`` with a fresh user dir (nothing learned yet)."""
     os.environ["RUNFLOW_USER_DIR"] = tempfile.mkdtemp(prefix="rfsoak-")
+    os.environ["RUNFLOW_MAX_SPEND_PER_DAY"] = "0"  # 200 sandbox runs are a deliberate "day": no daily cap here
     with Sandbox(run_seconds=run_seconds, variants=VARIANTS[name]) as sb:
         os.environ["RUNFLOW_API_URL"], os.environ["RUNFLOW_API_KEY"] = sb.url, sb.api_key
         sb.faults.random(rate=rate, kinds=KINDS, seed=seed)

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the result cache")
     p.add_argument("--cache-info", action="store_true", help="print where the result cache is and its size, then exit")
     p.add_argument("--clear-cache", action="store_true", help="delete every cached result, then exit")
+    p.add_argument("--ledger", action="store_true", help="print what Runflow billed (today, this month), then exit")
+    p.add_argument("--csv", action="store_true", help="with --ledger: every receipt as CSV")
     p.add_argument("--sandbox", action="store_true", help="use the built-in Runflow sandbox (offline, free)")
     p.add_argument("--sandbox-seconds", type=float, default=2.0, help="sandbox run time per render (default 2)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan and cost; create nothing")
@@ -166,6 +168,8 @@ def write_results(results: list[ItemResult], out: Path, runner: Runner) -> int:
     if len(written) > 1:
         sheet = write_sheet([r for r in results if r.data is not None], out / "contact_sheet.png")
         print(sheet)
+        for path in write_turntables(results, out):
+            print(path)
     made, hits = runner.stats["created"], runner.stats["cache_hits"]
     simulated = " (sandbox: simulated, nothing billed)" if os.environ.get("RUNFLOW_SANDBOX") else ""
     print(f"{len(written)} images in {out}/ · {cost_line(made, hits)} · spent ${runner.stats['spent_usd']:.2f}"
@@ -191,9 +195,21 @@ def write_sheet(results: list[ItemResult], path: Path) -> Path:
     return path
 
 
+def write_turntables(results: list[ItemResult], out: Path) -> list[Path]:
+    """turntable.webp next to the contact sheet (core.turntable): the views in orbit order, looping."""
+    from .core import codec, turntable
+
+    return turntable.write_turntables(results, out, codec.decode, lambda r: r.spec.label.rsplit("_", 1)[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.ledger:
+        from .core.receipts import cli_ledger
+
+        sys.stdout.write(cli_ledger(args.csv).rstrip("\n") + "\n")
+        return 0
     if args.cache_info or args.clear_cache:
         from .core.cache import ResultCache
 

@@ -79,7 +79,7 @@ def test_dict_order_and_upload_url_do_not_change_the_key():
 
 def test_nothing_else_is_part_of_the_signature():
     params = inspect.signature(cache_key).parameters
-    assert set(params) == {"image_sha256", "image_url", "model", "api_input", "seed"}
+    assert set(params) == {"image_sha256", "image_url", "model", "api_input", "seed", "take"}
     with pytest.raises(TypeError):
         cache_key(image_sha256=SHA, image_url=None, model="m", api_input={}, seed=0, callback_url="https://hook")
 
@@ -334,3 +334,10 @@ def test_default_max_bytes(monkeypatch, tmp_path):
     for bad in ("lots", "-1", "nan"):
         monkeypatch.setenv("RUNFLOW_CACHE_MAX_MB", bad)
         assert default_max_bytes() == 2048 * 2**20
+
+
+def test_take_zero_is_the_key_from_before_takes_and_every_take_is_its_own_slot():
+    assert key(take=0) == key()  # every result cached before re-roll existed is still found
+    takes = {key(take=t) for t in range(4)}
+    assert len(takes) == 4
+    assert key(take=1) != key(seed=1)

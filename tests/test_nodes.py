@@ -44,9 +44,10 @@ def test_contract_of_the_single_node():
     assert opt["image"][0] == "IMAGE" and opt["image_url"][0] == "STRING"
     assert {"callback_url", "metadata"} <= set(opt)
     # saved workflows keep widget values by position: the inputs added later stay at the end
-    assert list(opt) == ["image", "image_url", "upload_format", "callback_url", "metadata", "show_preview"]
+    assert list(opt) == ["image", "image_url", "upload_format", "callback_url", "metadata", "pose", "camera_info",
+                         "show_preview"]
     assert list(RunflowMultiAnglesTurnaround.INPUT_TYPES()["optional"]) == ["image", "image_url", "upload_format",
-                                                                           "show_preview"]
+                                                                           "pose", "reroll", "take", "show_preview"]
     advanced = {n for n, (_, o) in {**req, **opt}.items() if o.get("advanced")}
     assert advanced == {"upload_format", "callback_url", "metadata", "show_preview"}
     for name, (_, options) in {**req, **opt}.items():
@@ -56,7 +57,7 @@ def test_contract_of_the_single_node():
     for name, cls in NODE_CLASS_MAPPINGS.items():
         assert not getattr(cls, "OUTPUT_NODE", False), "an unconnected node must never run"
         assert not hasattr(cls, "IS_CHANGED"), "ComfyUI's own cache must keep working"
-        if name != "RunflowContactSheet":  # the paid nodes wait on the network: async, so they run concurrently
+        if name not in ("RunflowContactSheet", "RunflowPoseToPrompt"):  # paid nodes wait on the network: async
             assert asyncio.iscoroutinefunction(getattr(cls, cls.FUNCTION))
 
 

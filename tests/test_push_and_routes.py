@@ -54,33 +54,37 @@ def test_settings_routes_never_return_the_key(sandbox_env, server, monkeypatch):
     monkeypatch.delenv("RUNFLOW_API_KEY")
     with httpx.Client(base_url=server, trust_env=False) as c:
         assert c.get("/runflow/settings").json()["key_configured"] is False
-        answer = c.post("/runflow/test_connection").json()
+        answer = c.post("/runflow/test_connection", json={}).json()
         assert answer["ok"] is False and "RUNFLOW_API_KEY" in answer["message"]
         r = c.post("/runflow/settings", json={"api_key": sandbox_env.api_key})
         assert r.status_code == 200 and sandbox_env.api_key not in r.text
         status = c.get("/runflow/settings").json()
         assert status["key_configured"] and status["key_last4"] == sandbox_env.api_key[-4:]
         assert status["key_source"] == "config" and sandbox_env.api_key not in json.dumps(status)
-        assert c.post("/runflow/test_connection").json()["ok"] is True
+        assert c.post("/runflow/test_connection", json={}).json()["ok"] is True
         bad = c.post("/runflow/settings", json={"api_url": "not a url"})
         assert bad.status_code == 400 and "http(s)" in bad.json()["error"]
-        assert c.post("/runflow/settings", content=b"[1]").status_code == 400
+        json_type = {"Content-Type": "application/json"}
+        assert c.post("/runflow/settings", content=b"[1]", headers=json_type).status_code == 400
         c.post("/runflow/settings", json={"api_key": "rf_live_wrong_key_0000"})
-        answer = c.post("/runflow/test_connection").json()
+        answer = c.post("/runflow/test_connection", json={}).json()
         assert answer["reachable"] is True and answer["key_accepted"] is False and "0000" in answer["message"]
 
 
 def test_connection_error_names_where_the_url_came_from(sandbox_env, server, monkeypatch):
     """An unreachable URL typed into Settings is blamed on Settings, not on an environment variable nobody set."""
     monkeypatch.delenv("RUNFLOW_API_URL")
+    monkeypatch.delenv("RUNFLOW_API_KEY")  # an environment key pairs with an environment URL only
     with httpx.Client(base_url=server, trust_env=False) as c:
         assert c.post("/runflow/settings", json={"api_url": "http://127.0.0.1:9"}).status_code == 200
-        answer = c.post("/runflow/test_connection").json()
+        assert c.post("/runflow/settings", json={"api_key": "rf_sandbox_key_0000"}).status_code == 200  # sandbox slot
+        answer = c.post("/runflow/test_connection", json={}).json()
         assert answer["ok"] is False and answer["reachable"] is False, answer
         assert "Settings \u2192 Runflow \u2192 API URL" in answer["message"], answer["message"]
         assert "RUNFLOW_API_URL" not in answer["message"], answer["message"]
         monkeypatch.setenv("RUNFLOW_API_URL", "http://127.0.0.1:9")  # the environment wins, and is named
-        assert "RUNFLOW_API_URL" in c.post("/runflow/test_connection").json()["message"]
+        monkeypatch.setenv("RUNFLOW_API_KEY", "rf_sandbox_key_0000")
+        assert "RUNFLOW_API_URL" in c.post("/runflow/test_connection", json={}).json()["message"]
 
 
 def test_callback_verification_unit():
@@ -168,5 +172,5 @@ def test_cache_routes_report_and_clear(sandbox_env, server):
     with httpx.Client(base_url=server, trust_env=False) as c:
         info = c.get("/runflow/cache").json()
         assert info["entries"] == 1 and info["bytes"] > 0 and "spent_usd" in info["session"]
-        assert c.post("/runflow/cache/clear").json()["removed"] == 1
+        assert c.post("/runflow/cache/clear", json={}).json()["removed"] == 1
         assert c.get("/runflow/cache").json()["entries"] == 0

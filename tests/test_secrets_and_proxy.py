@@ -80,7 +80,7 @@ def test_reprs_and_status_show_at_most_the_last_4(sandbox_env):
 
 
 def test_config_file_is_owner_only_and_env_wins(sandbox_env, monkeypatch):
-    write_config({"api_key": "rf_live_from_config_1234", "api_url": "https://example.invalid/"})
+    write_config({"api_key": "rf_live_from_config_1234"})
     mode = stat.S_IMODE(os.stat(config_path()).st_mode)
     assert mode == 0o600
     s = load_settings()
@@ -88,7 +88,7 @@ def test_config_file_is_owner_only_and_env_wins(sandbox_env, monkeypatch):
     monkeypatch.delenv("RUNFLOW_API_KEY")
     monkeypatch.delenv("RUNFLOW_API_URL")
     s = load_settings()
-    assert (s.api_key, s.key_source, s.api_url) == ("rf_live_from_config_1234", "config", "https://example.invalid")
+    assert (s.api_key, s.key_source, s.api_url) == ("rf_live_from_config_1234", "config", "https://api.runflow.io")
     write_config({"api_key": ""})
     assert load_settings().api_key is None
     with pytest.raises(E.ConfigError):

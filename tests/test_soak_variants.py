@@ -12,7 +12,7 @@ REQUIRED = ["defaults", "idempotency ignored", "search refused", "search ignored
 
 @pytest.mark.parametrize("name", REQUIRED)
 def test_soak_variant(name, monkeypatch):
-    for var in ("RUNFLOW_USER_DIR", "RUNFLOW_API_URL", "RUNFLOW_API_KEY"):
+    for var in ("RUNFLOW_USER_DIR", "RUNFLOW_API_URL", "RUNFLOW_API_KEY", "RUNFLOW_MAX_SPEND_PER_DAY"):
         monkeypatch.setenv(var, "")  # restored after the test; soak_variant sets its own
     assert name in VARIANTS
     r = soak_variant(name, runs=10, rate=0.2, concurrency=10, seed=11, run_seconds=0.2, settle=1.2)

@@ -92,6 +92,15 @@ const CSS = `
 .runflow-picker .runflow-cost { color: var(--input-text, #ddd); }
 .runflow-picker .runflow-last { color: var(--runflow-muted); }
 .runflow-picker .runflow-warn { color: #e8a33d; }
+.runflow-picker [data-runflow-reroll] { cursor: pointer; outline: none; }
+.runflow-picker .runflow-reroll-dot { fill: var(--comfy-menu-bg, #353535); stroke: var(--runflow-muted); stroke-width: 1; }
+.runflow-picker .runflow-reroll-glyph { fill: var(--runflow-muted); font-weight: 600; pointer-events: none; }
+.runflow-picker [data-runflow-reroll]:hover .runflow-reroll-dot,
+.runflow-picker [data-runflow-reroll]:focus-visible .runflow-reroll-dot { stroke: #e8a33d; stroke-width: 1.8; }
+.runflow-picker [data-runflow-reroll]:hover .runflow-reroll-glyph { fill: var(--input-text, #ddd); }
+.runflow-picker [data-runflow-reroll].is-selected .runflow-reroll-dot { fill: #e8a33d; stroke: #e8a33d; }
+.runflow-picker [data-runflow-reroll].is-selected .runflow-reroll-glyph { fill: #1a1a1a; }
+.runflow-setting a.runflow-link { color: var(--runflow-accent, #4ea3ff); font-size: 12px; }
 .runflow-setting { display: flex; flex-direction: column; align-items: flex-end; gap: 4px; max-width: 26rem; }
 .runflow-setting form { display: flex; gap: 6px; align-items: center; margin: 0; }
 .runflow-setting input { width: 14rem; padding: 4px 8px; border-radius: 6px; font: inherit;

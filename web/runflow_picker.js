@@ -3,6 +3,7 @@
 
 import { app } from "../../scripts/app.js";
 import * as PM from "./pose_math.js";
+import * as RR from "./reroll_math.js";
 import { DOM_WIDGET_MARGIN, PICKER_MAX_HEIGHT, PICKER_MIN_HEIGHT, ensureStyle, guard, html, logError, r2, svg, titled } from "./runflow_dom.js";
 import { fullName, isTranslated, labelCombos, tr } from "./runflow_i18n.js";
 
@@ -16,7 +17,7 @@ export const ADVANCED_WIDGETS = Object.freeze(["upload_format", "callback_url", 
 const POLL_MS = 500; // fallback for value changes that bypass widget callbacks (e.g. some Vue-renderer paths)
 
 export const PICKERS = new Set();
-const FOCUS_KEYS = ["data-runflow-view", "data-runflow-angle", "data-runflow-shot", "data-runflow-views"];
+const FOCUS_KEYS = ["data-runflow-view", "data-runflow-angle", "data-runflow-shot", "data-runflow-views", "data-runflow-reroll"];
 const WRAPPED = new WeakMap(); // widget -> the picker whose refresh its callback already triggers
 let pollTimer = null;
 
@@ -119,7 +120,7 @@ class PosePicker {
   }
 
   watchedWidgets() {
-    return this.multi ? ["views", "angle", "shot"] : ["view", "angle", "shot"];
+    return this.multi ? ["views", "angle", "shot", "reroll", "take"] : ["view", "angle", "shot"];
   }
 
   widgetByName(name) {
@@ -154,7 +155,8 @@ class PosePicker {
       angle: value("angle"),
       shot: value("shot"),
       linked: {
-        view: this.isLinked(this.multi ? "views" : "view"),
+        // Turnaround: a connected pose list replaces the views (nodes/comfy/pose_nodes.py turnaround_poses)
+        view: this.isLinked(this.multi ? "views" : "view") || (this.multi && this.isLinked("pose")),
         angle: this.isLinked("angle"),
         shot: this.isLinked("shot"),
       },
@@ -164,6 +166,9 @@ class PosePicker {
       const parsed = PM.parseViews(s.viewsText);
       s.views = parsed.views;
       s.unknown = parsed.unknown;
+      s.rerollText = String(value("reroll") ?? "");
+      s.take = Number(value("take") ?? 0) || 0;
+      s.rerolled = RR.rerolledViews(s.rerollText, s.take, s.views);
     } else {
       s.views = PM.VIEWS.includes(value("view")) ? [value("view")] : [];
     }
@@ -384,6 +389,8 @@ class PosePicker {
       t.textContent = v.label.text;
     }
 
+    if (this.multi && !state.linked.view && this.widgetByName("reroll")) this.drawRerolls(orbit, state, L);
+
     if (this.multi) {
       const g = svg("g", { class: "runflow-all", "data-runflow-views": "all", role: "button", tabindex: "0", "aria-label": tr("picker.allHint") }, root);
       titled(g, tr("picker.allHint"));
@@ -439,6 +446,33 @@ class PosePicker {
     }
   }
 
+  /** Turnaround: a small re-roll button next to each selected view (re-render it; the other views stay cached). */
+  drawRerolls(parent, state, L) {
+    const { cx, cy, viewRadius, markerR } = L.orbit;
+    const rolled = new Set(state.rerolled);
+    const r = markerR * 0.72;
+    for (const view of state.views) {
+      const p = RR.rerollPoint(view, cx, cy, viewRadius);
+      const on = rolled.has(view);
+      const name = fullName("view", view);
+      const label = on ? tr("picker.rerollAgain", { view: name, take: state.take }) : tr("picker.reroll", { view: name });
+      const g = svg(
+        "g",
+        { class: `runflow-reroll${on ? " is-selected" : ""}`, "data-runflow-reroll": view, role: "button", tabindex: "0", "aria-label": label },
+        parent,
+      );
+      titled(g, `${label}\n${tr("picker.rerollHint", { price: PM.formatUsd(PM.PRICE_PER_RUN_USD) })}`);
+      svg("circle", { class: "runflow-hit", cx: r2(p.x), cy: r2(p.y), r: r2(r * 1.5) }, g);
+      svg("circle", { class: "runflow-reroll-dot", cx: r2(p.x), cy: r2(p.y), r: r2(r) }, g);
+      const t = svg(
+        "text",
+        { class: "runflow-reroll-glyph", x: r2(p.x), y: r2(p.y + r * 0.42), "text-anchor": "middle", "font-size": r2(r * 1.3) },
+        g,
+      );
+      t.textContent = on ? String(state.take) : "↻";
+    }
+  }
+
   /** Transparent click areas: the label's box, and the grip between marker and label (see pose_math grip). */
   drawLabelHit(parent, box, grip = null) {
     svg("rect", { class: "runflow-hit", x: r2(box.x - 1), y: r2(box.y - 1), width: r2(box.w + 2), height: r2(box.h + 2) }, parent);
@@ -474,6 +508,9 @@ class PosePicker {
       } else if (!state.views.length) {
         cost = tr("cost.noViews");
         warn = true;
+      } else if (state.rerolled?.length) {
+        cost = rerollText(state.rerolled);
+        hint = `${hint}\n${tr("cost.rerollHint", { n: state.views.length - state.rerolled.length })}`;
       } else {
         cost = runsText(state.views.length);
       }
@@ -511,7 +548,7 @@ class PosePicker {
     if (info.session_total_usd != null) parts.push(tr("last.session", { amount: PM.formatUsd(info.session_total_usd) }));
     const text = `${tr("last.prefix")} ${parts.join(" · ")}`;
     this.lastEl.textContent = text;
-    this.lastEl.title = [text, info.cost_line, info.note].filter(Boolean).join("\n");
+    this.lastEl.title = [text, info.cost_line, info.receipt, ...(info.notes ?? []), info.note].filter(Boolean).join("\n");
   }
 
   flash(text) {
@@ -541,7 +578,7 @@ class PosePicker {
 
   targetOf(event) {
     return event.target?.closest?.(
-      "[data-runflow-view],[data-runflow-angle],[data-runflow-shot],[data-runflow-ring],[data-runflow-views]",
+      "[data-runflow-reroll],[data-runflow-view],[data-runflow-angle],[data-runflow-shot],[data-runflow-ring],[data-runflow-views]",
     );
   }
 
@@ -574,6 +611,10 @@ class PosePicker {
   }
 
   apply(hit) {
+    if (this.multi && (hit.kind === "view" || hit.kind === "views") && this.isLinked("pose")) {
+      this.flash(tr("picker.linked", { name: "pose" }));
+      return;
+    }
     if (hit.kind === "views") {
       this.setWidget("views", PM.formatViews(PM.VIEWS));
     } else if (hit.kind === "view" && this.multi) {
@@ -584,6 +625,13 @@ class PosePicker {
         return;
       }
       this.setWidget("views", PM.formatViews(next));
+      // A view taken out of the selection is no longer re-rolled either (the node refuses a re-roll it cannot do).
+      const rolled = RR.parseReroll(this.widgetByName("reroll")?.value).views;
+      if (rolled.some((v) => !next.includes(v))) this.setWidget("reroll", PM.formatViews(rolled.filter((v) => next.includes(v))));
+    } else if (hit.kind === "reroll") {
+      const { reroll, take } = RR.rerollClick(this.widgetByName("reroll")?.value, this.widgetByName("take")?.value, hit.value);
+      this.setWidget("reroll", reroll);
+      this.setWidget("take", take);
     } else if (hit.kind === "view") {
       this.setWidget("view", hit.value);
     } else if (hit.kind === "angle") {
@@ -650,12 +698,19 @@ class PosePicker {
 
 function hitFromElement(el) {
   const d = el.dataset ?? {};
+  if (d.runflowReroll) return { kind: "reroll", value: d.runflowReroll };
   if (d.runflowView) return { kind: "view", value: d.runflowView };
   if (d.runflowAngle) return { kind: "angle", value: d.runflowAngle };
   if (d.runflowShot) return { kind: "shot", value: d.runflowShot };
   if (d.runflowRing) return { kind: "shot", value: d.runflowRing };
   if (d.runflowViews) return { kind: "views", value: d.runflowViews };
   return null;
+}
+
+/** "re-roll back view: 1 run × $0.20 = $0.20", in the UI language when a translation exists. */
+function rerollText(views) {
+  if (!isTranslated()) return RR.rerollLine(views);
+  return tr("cost.reroll", { views: views.map((v) => fullName("view", v)).join(", "), line: runsText(views.length) });
 }
 
 /** "8 runs × $0.20 = $1.60", in the UI language when a translation exists. */

@@ -9,6 +9,8 @@ import { tr } from "./runflow_i18n.js";
 import { SETTING_TEXT } from "./runflow_strings.js";
 
 const STATUS_CACHE_MS = 1500; // several settings rows render at once; share one GET
+// Every write route of the pack requires JSON (the server refuses text/plain "simple" cross-origin requests).
+const jsonPost = () => ({ method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
 
 let statusCache = { at: 0, promise: null };
 const statusListeners = new Set();
@@ -76,7 +78,7 @@ function subscribe(el, update) {
 
 export async function testConnection() {
   try {
-    const response = await api.fetchApi("/runflow/test_connection", { method: "POST" });
+    const response = await api.fetchApi("/runflow/test_connection", jsonPost());
     const body = await readJson(response);
     if (!response.ok || !body) {
       return { ok: false, message: body?.error || tr("settings.routesMissing", { detail: `HTTP ${response.status}` }) };
@@ -256,13 +258,41 @@ function renderResultCache() {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     clear.disabled = true;
-    const response = await guard("clearing the cache", () => api.fetchApi("/runflow/cache/clear", { method: "POST" }));
+    const response = await guard("clearing the cache", () => api.fetchApi("/runflow/cache/clear", jsonPost()));
     const info = response?.ok ? await readJson(response) : null;
     clear.disabled = false;
     if (info) toast("success", tr("settings.cacheCleared", { removed: info.removed }));
     await show();
   });
   show();
+  return root;
+}
+
+/** Settings → Runflow → Spending: today / this month per Runflow's run records (GET /runflow/ledger), CSV export. */
+function renderLedger() {
+  const { root, form, status } = settingRow("ledger");
+  const href = guard("ledger CSV address", () => api.apiURL("/runflow/ledger.csv")) ?? "/api/runflow/ledger.csv";
+  const link = html("a", { class: "runflow-link", href, download: "runflow-ledger.csv", "data-runflow-ledger-csv": "" }, tr("settings.ledgerExport"));
+  form.append(link);
+  (async () => {
+    const response = await guard("reading the ledger", () => api.fetchApi("/runflow/ledger", { cache: "no-store" }));
+    const info = response?.ok ? await readJson(response) : null;
+    if (!info?.today || !info?.month) {
+      setStatus(status, tr("settings.routesMissing", { detail: response ? `HTTP ${response.status}` : "no answer" }), "error");
+      return;
+    }
+    const text = tr("settings.ledgerInfo", {
+      today: info.today.billed,
+      todayRuns: info.today.runs,
+      month: info.month.billed,
+      monthRuns: info.month.runs,
+      hits: info.month.cache_hits,
+    });
+    const notes = [text, tr("settings.ledgerTitle")];
+    if (info.month.unreported) notes.push(tr("settings.ledgerUnreported", { n: info.month.unreported }));
+    if (info.month.not_runflow) notes.push(tr("settings.ledgerNotRunflow", { n: info.month.not_runflow }));
+    setStatus(status, text, null, notes.join("\n"));
+  })();
   return root;
 }
 
@@ -337,6 +367,10 @@ const SETTINGS = [
   {
     key: "TestConnection",
     render: renderTestConnection,
+  },
+  {
+    key: "Ledger",
+    render: renderLedger,
   },
   {
     key: "ResultCache",

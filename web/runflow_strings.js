@@ -19,6 +19,10 @@ export const EN = Object.freeze({
     keepOne: "Keep at least one view selected",
     linked: "{name} comes from a link; change it upstream",
     toggleHint: "click to add or remove",
+    reroll: "Re-roll {view}",
+    rerollAgain: "{view}: re-rolled (take {take}); click for another take",
+    rerollHint:
+      "A new take of this view: one {price} run when queued; the other views stay the cached results for $0.00. Set take back to 0 for the original render (still cached).",
     views: { ...VIEW_SHORT },
     angles: { ...ANGLE_SHORT },
     shots: { ...SHOT_SHORT },
@@ -31,6 +35,8 @@ export const EN = Object.freeze({
     noViews: "No views selected",
     linkedViews: "{price} per view (the views come from a link)",
     unknown: "Unknown view(s): {names} (the node will not run)",
+    reroll: "re-roll {views}: {line}",
+    rerollHint: "The other {n} selected views come from the cache for $0.00 when they were rendered before.",
   },
   last: {
     prefix: "Last run:",
@@ -71,6 +77,11 @@ export const EN = Object.freeze({
     cacheInfo: "{entries} results · {size} MiB · {path}",
     cacheClear: "Clear cache",
     cacheCleared: "Removed {removed} cached results",
+    ledgerInfo: "Today {today} ({todayRuns} runs) · this month {month} ({monthRuns} runs) · {hits} from cache this month",
+    ledgerTitle: "What Runflow billed, from its run records. Cache hits cost $0.00.",
+    ledgerUnreported: "{n} runs this month had no reported cost",
+    ledgerNotRunflow: "{n} runs this month went to a sandbox or another API URL (not real money)",
+    ledgerExport: "Export CSV",
   },
 });
 
@@ -104,6 +115,12 @@ export const SETTING_TEXT = Object.freeze({
     name: "Test connection",
     tooltip: "Checks that the API URL answers and that the key is accepted. Costs nothing.",
     sortOrder: 10,
+  },
+  Ledger: {
+    name: "Spending (receipts)",
+    tooltip:
+      "What Runflow billed for this pack's runs, from its run records: today and this month, with cache hits at $0.00. Export every receipt as CSV.",
+    sortOrder: 6,
   },
   ResultCache: {
     name: "Result cache",

@@ -41,6 +41,15 @@ def context() -> tuple[str | None, str | None]:
         return None, None
 
 
+def inside_comfyui() -> bool:
+    """True when running inside a ComfyUI server (its PromptServer exists)."""
+    try:
+        from server import PromptServer  # type: ignore[import-not-found]
+    except Exception:  # noqa: BLE001
+        return False
+    return getattr(PromptServer, "instance", None) is not None
+
+
 def status_text(text: str, node_id: str | None = None) -> None:
     """Show ``text`` on the node (ComfyUI's progress_text message); log it outside ComfyUI."""
     node_id = node_id or context()[1]

@@ -6,7 +6,8 @@ import asyncio
 import dataclasses
 import json
 
-from ..core import codec
+from ..core import codec, receipts
+from ..core.callbacks import callback_host
 from ..core.config import load_settings
 from ..core.runner import ItemResult, Runner
 from ..core.session import process_session
@@ -32,17 +33,24 @@ class Outcome:
 def jobs_for(sources: list[Source], specs: list[JobSpec]) -> list[tuple[Source, JobSpec]]:
     """Every spec for every source; labels get '#n ' when there are several sources."""
     many = len(sources) > 1
-    return [(src, dataclasses.replace(spec, label=f"#{i + 1} {spec.view}" if many else spec.view))
+    return [(src, dataclasses.replace(spec, label=f"#{i + 1} {spec.label or spec.view}" if many
+                                      else spec.label or spec.view))
             for i, src in enumerate(sources) for spec in specs]
 
 
-async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurrent: int) -> Outcome:
-    """Run jobs with status text, progress and Cancel; raise one clear error naming what failed."""
+async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurrent: int,
+                  notes: list[str] | None = None, extra: dict[str, dict] | None = None) -> Outcome:
+    """Run jobs with status text, progress and Cancel; raise one clear error naming what failed.
+
+    ``notes``: more status notes (e.g. which pose a connected pose snapped to); ``extra``: run_info fields per
+    pose (``JobSpec.pose``)."""
     session = process_session()
     status = Status(len(jobs), title, session.totals)
-    status.notes = list(dict.fromkeys(n for src, _ in jobs for n in src.notes))
-    runner = Runner(load_settings(), max_concurrent=max_concurrent, on_event=status.event, validate=codec.decode,
-                    prompt_id=adapter.context()[0], session=session)
+    status.notes = list(dict.fromkeys([*(n for src, _ in jobs for n in src.notes), *(notes or [])]))
+    settings = load_settings()
+    status.notes.extend(callback_notes(jobs, settings))
+    runner = Runner(settings, max_concurrent=max_concurrent, on_event=status.event, validate=codec.decode,
+                    prompt_id=adapter.context()[0], session=session, require_prompt=adapter.inside_comfyui())
     ticker = asyncio.ensure_future(status.ticker())
     try:
         results = await adapter.until_interrupted(runner.run(jobs))
@@ -58,14 +66,34 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
         raise
     finally:
         ticker.cancel()
+    status.receipt = _receipt(results, runner)
     _raise_failures(results, status, runner)
     batch, note = await asyncio.to_thread(codec.fit_batch, [r.decoded for r in results])
     if note:
         status.notes.append(note)
         status.show()
     urls = "\n".join(r.url or "" for r in results)
-    info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **r.info} for r in results], indent=1)
-    return Outcome(batch, results, urls, info, await _ui(batch, results, note, session.totals.spent_usd))
+    extra = extra or {}
+    info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **({"take": r.spec.take} if r.spec.take else {}),
+                        **extra.get(r.spec.pose, {}), **r.info} for r in results], indent=1)
+    ui = await _ui(batch, results, note, session.totals.spent_usd)
+    ui["runflow"][0].update(receipt=status.receipt, notes=status.notes)
+    return Outcome(batch, results, urls, info, ui)
+
+
+def _receipt(results: list[ItemResult], runner: Runner) -> str:
+    try:
+        today = receipts.today(runner.ledger)
+    except OSError:  # an unreadable ledger must not lose the result the user paid for
+        today = None
+    return receipts.run_receipt(results, today)
+
+
+def callback_notes(jobs: list[tuple[Source, JobSpec]], settings) -> list[str]:
+    """'callbacks → host' for every host a run's callback goes to (shown on the node whenever one is used)."""
+    hosts = dict.fromkeys(h for _, spec in jobs
+                          if (h := callback_host(spec.callback_url, settings.public_url, settings.webhook_secret)))
+    return [f"callbacks → {h}" for h in hosts]
 
 
 def _raise_failures(results: list[ItemResult], status: Status, runner: Runner) -> None:

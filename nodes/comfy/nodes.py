@@ -6,6 +6,7 @@ Node ids, input names and combo strings are a public API: saved workflows store 
 from __future__ import annotations
 
 from ..core import codec, sources
+from ..core.reroll import REROLL_TOOLTIP, TAKE_TOOLTIP, reroll_note, reroll_specs
 from ..core.spec import JobSpec, parse_metadata, parse_views
 from ..runflow.contract import (
     ANGLES,
@@ -18,7 +19,9 @@ from ..runflow.contract import (
     TOOLTIPS,
     VIEWS,
 )
+from . import pose_nodes
 from .execute import execute, jobs_for
+from .pose_nodes import CAMERA_TOOLTIP, POSE_TOOLTIP, POSES_TOOLTIP, node_pose, pose_info, turnaround_poses
 
 CATEGORY = "Runflow"
 SEED_MAX = 2**31 - 1
@@ -91,17 +94,23 @@ class RunflowMultiAngles:
                                                      "advanced": True}),
                          "metadata": ("STRING", {"default": "", "multiline": True, "tooltip": TOOLTIPS["metadata"],
                                                  "advanced": True}),
+                         "pose": ("STRING", {"forceInput": True, "tooltip": POSE_TOOLTIP}),
+                         "camera_info": ("LOAD3D_CAMERA", {"tooltip": CAMERA_TOOLTIP}),
                          **_preview_input()},
         }
 
     async def execute(self, view, angle, shot, prompt, match_input_aspect, aspect_ratio, seed, image=None,
-                      image_url="", upload_format=None, callback_url="", metadata="", show_preview=False):
-        spec = JobSpec(view=view, angle=angle, shot=shot, prompt=prompt or "",
+                      image_url="", upload_format=None, callback_url="", metadata="", pose=None, camera_info=None,
+                      show_preview=False):
+        reading = node_pose(view, angle, shot, pose, camera_info)  # before any upload: bad input costs nothing
+        p = reading.pose
+        spec = JobSpec(view=p.view, angle=p.angle, shot=p.shot, prompt=prompt or "",
                        match_input_aspect=bool(match_input_aspect), aspect_ratio=aspect_ratio, seed=int(seed),
                        callback_url=(callback_url or "").strip() or None, metadata=parse_metadata(metadata),
-                       label=view)
+                       label=p.view)
         srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0])
-        out = await execute(jobs_for(srcs, [spec]), title="Runflow", max_concurrent=4)
+        notes, extra = pose_info([reading])
+        out = await execute(jobs_for(srcs, [spec]), title="Runflow", max_concurrent=4, notes=notes, extra=extra)
         return _result(out, show_preview, (out.batch, out.urls, out.info))
 
 
@@ -130,17 +139,26 @@ class RunflowMultiAnglesTurnaround:
                          **_pose_inputs(),
                          "max_concurrent": ("INT", {"default": 8, "min": 1, "max": 16, "advanced": True,
                                                     "tooltip": "How many runs go out at once."})},
-            "optional": {**_source_inputs(), **_preview_input()},
+            "optional": {**_source_inputs(),
+                         "pose": ("STRING", {"forceInput": True, "tooltip": POSES_TOOLTIP}),
+                         "reroll": ("STRING", {"default": "", "tooltip": REROLL_TOOLTIP, "advanced": True}),
+                         "take": ("INT", {"default": 0, "min": 0, "max": 999, "tooltip": TAKE_TOOLTIP,
+                                          "advanced": True}),
+                         **_preview_input()},
         }
 
     async def execute(self, views, angle, shot, prompt, match_input_aspect, aspect_ratio, seed, max_concurrent=8,
-                      image=None, image_url="", upload_format=None, show_preview=False):
-        chosen = parse_views(views)
-        base = dict(angle=angle, shot=shot, prompt=prompt or "", match_input_aspect=bool(match_input_aspect),
-                    aspect_ratio=aspect_ratio, seed=int(seed))
-        specs = [JobSpec(view=v, label=v, **base) for v in chosen]
+                      image=None, image_url="", upload_format=None, pose=None, reroll="", take=0,
+                      show_preview=False):
+        readings = turnaround_poses(parse_views(views), angle, shot, pose)  # a connected pose list replaces views
+        base = dict(prompt=prompt or "", match_input_aspect=bool(match_input_aspect), aspect_ratio=aspect_ratio,
+                    seed=int(seed))
+        specs = reroll_specs([r.pose for r in readings], base, reroll, take)
         srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0])
-        out = await execute(jobs_for(srcs, specs), title="Runflow turnaround", max_concurrent=max_concurrent)
+        notes, extra = pose_info(readings)
+        notes += [n for n in (reroll_note(specs),) if n]
+        out = await execute(jobs_for(srcs, specs), title="Runflow turnaround", max_concurrent=max_concurrent,
+                            notes=notes, extra=extra)
         labels = [r.spec.label for r in out.results]
         singles = [out.batch[i:i + 1] for i in range(out.batch.shape[0])]
         return _result(out, show_preview, (out.batch, labels, out.urls, out.info, singles))
@@ -183,6 +201,7 @@ NODE_CLASS_MAPPINGS = {
     "RunflowMultiAngles": RunflowMultiAngles,
     "RunflowMultiAnglesTurnaround": RunflowMultiAnglesTurnaround,
     "RunflowContactSheet": RunflowContactSheet,
+    **pose_nodes.NODE_CLASS_MAPPINGS,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     # The price is in the title: visible in every renderer, also where the pack's picker (with its cost line) is not
@@ -190,4 +209,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "RunflowMultiAngles": "Runflow Multi Angles ($0.20/run)",
     "RunflowMultiAnglesTurnaround": "Runflow Multi Angles Turnaround ($0.20/view)",
     "RunflowContactSheet": "Runflow Contact Sheet",
+    **pose_nodes.NODE_DISPLAY_NAME_MAPPINGS,
 }

@@ -24,7 +24,7 @@ POSES_TOOLTIP = ("Optional: connect a pose list, one pose per line (any form the
 def node_pose(view: str, angle: str, shot: str, pose=None, camera_info=None) -> PoseReading:
     """The single node's pose: the widgets, or what a connected ``pose`` / ``camera_info`` says (not both)."""
     widgets = Pose(view, angle, shot)
-    connected = [v for v in (pose, camera_info) if v is not None and v != ""]
+    connected = [v for v in (pose, camera_info) if v is not None]  # connected but empty: an error, not the widgets
     if len(connected) > 1:
         raise InputError("both pose and camera_info are connected; connect one (which camera should be used?)")
     if not connected:
@@ -34,11 +34,26 @@ def node_pose(view: str, angle: str, shot: str, pose=None, camera_info=None) -> 
 
 def turnaround_poses(views: list[str], angle: str, shot: str, poses=None) -> list[PoseReading]:
     """The Turnaround's poses: each chosen view at the widgets' angle/shot, or a connected pose list."""
-    if poses is None or poses == "":
+    if poses is None:  # connected but empty is an error (parse_pose_list says so), never a silent fallback
         return [PoseReading(Pose(v, angle, shot), "widgets") for v in views]
     if isinstance(poses, dict):
         raise InputError(f"poses takes a list of poses, one per line, not one camera. {FORMS}")
     return parse_pose_list(poses, {"angle": angle, "shot": shot})
+
+
+def pose_info(readings: list[PoseReading]) -> tuple[list[str], dict[str, dict]]:
+    """What the node says about connected poses: status notes (which pose was used when one was snapped, clamped or
+    filled in), and per pose (``JobSpec.pose`` text) the run_info fields ``pose_input`` {form, snapped, note}."""
+    notes, extra = [], {}
+    for r in readings:
+        if r.form == "widgets":
+            continue
+        extra[str(r.pose)] = {"pose_input": {"form": r.form, "snapped": r.snapped, "note": r.note}}
+        if r.snapped or r.note:
+            notes.append(f"pose used: {r.pose}" + (f" ({r.note})" if r.note else ""))
+    if len(notes) > 3:  # a long pose list: the first ones, then a count (run_info has every one)
+        notes = notes[:3] + [f"… {len(notes) - 3} more poses snapped or filled in (see run_info pose_input)"]
+    return notes, extra
 
 
 class RunflowPoseToPrompt:

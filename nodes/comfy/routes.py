@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import logging
 
-from ..core.config import load_settings, write_config
+from ..core.config import CONFIG_KEYS, load_settings, store_settings
 from ..core.session import process_session
 from ..runflow import errors as E
 from ..runflow.client import RunflowClient
 from ..runflow.retry import RetryPolicy
 from . import push
+from .route_guard import GuardedRoutes, check, is_local_client, log_change, read_json_capped
 
 log = logging.getLogger(__name__)
+SETTABLE = CONFIG_KEYS  # what Settings may post; SENSITIVE ones only from this machine (route_guard.py)
 
 
 async def test_connection() -> dict:
     """Reachable? Key accepted? One line that says the exact problem."""
     settings = load_settings()
     answer = {"ok": False, "reachable": False, "key_accepted": None, "api_url": settings.api_url}
-    if not settings.api_key:
+    if not settings.api_key or settings.problem:
         try:
             settings.require_key()
         except E.ConfigError as exc:
@@ -69,27 +71,38 @@ def register() -> None:
 
 
 def add_routes(routes) -> None:
-    """Add the pack's handlers to an aiohttp RouteTableDef (ComfyUI's, or a test server's)."""
+    """Add the pack's handlers to an aiohttp RouteTableDef (ComfyUI's, or a test server's), every one behind the
+    route guard (route_guard.py). Routes added later must go through ``GuardedRoutes`` too."""
     from aiohttp import web
+
+    routes = GuardedRoutes(routes)
 
     @routes.get("/runflow/settings")
     async def get_settings(request):
-        return web.json_response(load_settings().public_status())
+        return web.json_response(load_settings().public_status(local=is_local_client(request)))
 
     @routes.post("/runflow/settings")
     async def post_settings(request):
         try:
-            body = await request.json()
+            body = await read_json_capped(request)
         except ValueError:
-            return web.json_response({"error": "send a JSON object"}, status=400)
+            return web.json_response({"error": "send one small JSON object"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "send a JSON object"}, status=400)
+        unknown = [k for k in body if k not in SETTABLE]
+        if unknown:
+            return web.json_response({"error": f"unknown Runflow setting(s); known: {', '.join(SETTABLE)}"},
+                                     status=400)
+        refusal = check(request, write=True, fields=set(body))
+        if refusal is not None:
+            return web.json_response({"error": refusal.error}, status=refusal.status)
         try:
-            write_config({k: body[k] for k in ("api_key", "api_url", "public_url", "webhook_secret") if k in body})
+            store_settings(body)
         except E.ConfigError as exc:
             return web.json_response({"error": exc.message}, status=400)
-        log.info("Runflow settings updated (%s)", ", ".join(sorted(k for k in body if k != "api_key")) or "api key")
-        return web.json_response(load_settings().public_status())
+        if body:
+            log_change(request, "settings changed", sorted(body))
+        return web.json_response(load_settings().public_status(local=is_local_client(request)))
 
     @routes.post("/runflow/test_connection")
     async def post_test_connection(request):
@@ -99,7 +112,10 @@ def add_routes(routes) -> None:
     async def get_cache(request):
         from ..core.cache import ResultCache
 
-        return web.json_response({**ResultCache().stats(), "session": process_session().totals.as_dict()})
+        stats = ResultCache().stats()
+        if not is_local_client(request):
+            stats.pop("root", None)
+        return web.json_response({**stats, "session": process_session().totals.as_dict()})
 
     @routes.post("/runflow/cache/clear")
     async def post_cache_clear(request):
@@ -107,12 +123,26 @@ def add_routes(routes) -> None:
 
         cache = ResultCache()
         removed = cache.clear()
-        log.info("Runflow result cache cleared (%d results)", removed)
+        log_change(request, f"result cache cleared ({removed} results)")
         return web.json_response({"removed": removed, **cache.stats()})
 
-    @routes.post(push.CALLBACK_PATH)
+    @routes.get("/runflow/ledger")
+    async def get_ledger(request):
+        from ..core import receipts
+
+        return web.json_response(receipts.summary(receipts.default_ledger()))
+
+    @routes.get("/runflow/ledger.csv")
+    async def get_ledger_csv(request):
+        from ..core import receipts
+
+        text = receipts.to_csv(receipts.default_ledger().read())
+        return web.Response(text=text, content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": 'attachment; filename="runflow-ledger.csv"',
+                                     "Cache-Control": "no-store"})
+
+    @routes.post(push.CALLBACK_PATH, public=True)  # from Runflow: each body is authenticated by its signature
     async def post_callback(request):
-        body = await request.read()
-        status, answer = push.handle(body, request.headers.get("Runflow-Signature"), load_settings().webhook_secret,
-                                     process_session().wakeups)
+        secret = load_settings().webhook_secret
+        status, answer = await push.receive(request, secret, process_session().wakeups)
         return web.json_response(answer, status=status)

@@ -51,6 +51,7 @@ class Status:
         self.plan: Plan | None = None
         self.final: tuple[str, str] | None = None  # (what happened, money line), kept when notes are added
         self.notes: list[str] = []  # input handling worth knowing (downscaled, alpha composited): always shown
+        self.receipt = ""  # after a run: what Runflow's run records say it cost (core.receipts.run_receipt)
         self.node_id = adapter.context()[1]
         self.bar = adapter.ProgressBar(total * self.STEPS, self.node_id)
 
@@ -129,6 +130,8 @@ class Status:
             lines = [f"{self.title}: {what} · {elapsed:.0f}s.", money]
         else:
             lines = [f"{self.title}: {self.activity()} · {elapsed:.0f}s{self.remaining()}.", self.money()]
+        if self.receipt and len(lines) > 1:  # two lines at most (frontend 1.58 shows two): the receipt joins line 2
+            lines[1] = f"{lines[1]} {self.receipt[0].upper()}{self.receipt[1:]}."
         lines += [f"Note: {n.rstrip('.')}." for n in self.notes]
         return "\n".join(line for line in lines if line)
 

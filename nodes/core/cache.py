@@ -42,8 +42,10 @@ def pixels_sha256(item: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def cache_key(*, image_sha256: str | None, image_url: str | None, model: str, api_input: dict, seed: int) -> str:
-    """The cache key: sha256 of canonical JSON of model, image content (or URL), the API input and the seed.
+def cache_key(*, image_sha256: str | None, image_url: str | None, model: str, api_input: dict, seed: int,
+              take: int = 0) -> str:
+    """The cache key: sha256 of canonical JSON of model, image content (or URL), the API input, the seed and the
+    re-roll take (only when > 0, so every key made before takes existed still names the same result).
 
     ``api_input`` is the exact ``input`` object sent to the API; its ``image_url`` is left out because it names
     one upload of the image, while ``image_sha256`` names its content. Nothing else enters the key.
@@ -57,6 +59,8 @@ def cache_key(*, image_sha256: str | None, image_url: str | None, model: str, ap
         "input": {k: v for k, v in api_input.items() if k != "image_url"},
         "seed": int(seed),
     }
+    if take:
+        doc["take"] = int(take)
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

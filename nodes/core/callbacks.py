@@ -21,3 +21,30 @@ def callback_url(public_url: str | None, secret: str | None) -> str | None:
     if public_url and secret:
         return public_url.rstrip("/") + CALLBACK_PATH
     return None
+
+
+def check_workflow_callback(url: str, allowed_hosts: tuple[str, ...] | list[str], public_url: str | None) -> str:
+    """The host of a ``callback_url`` a workflow filled in, if the user allowed it; else InputError (before anything
+    is sent). A shared workflow must not be able to route every result URL of the user's runs to its author."""
+    from urllib.parse import urlsplit
+
+    from ..runflow.errors import InputError
+
+    host = (urlsplit(url).hostname or "").lower()
+    allowed = {h.lower() for h in allowed_hosts}
+    if public_url:
+        allowed.add((urlsplit(public_url).hostname or "").lower())
+    if host and host in allowed:
+        return host
+    shown = "".join(c for c in host[:80] if c.isprintable()) or "(no host)"
+    raise InputError(f"callback_url sends every result URL of these runs to {shown}, which you have not allowed; "
+                     "nothing was sent. Clear the callback_url widget, or if you trust that host add it to "
+                     "RUNFLOW_CALLBACK_HOSTS (comma-separated) in ComfyUI's environment.")
+
+
+def callback_host(spec_url: str | None, public_url: str | None, secret: str | None) -> str | None:
+    """The host a run's callback goes to (the workflow's URL, else the pack's own), or None when there is none."""
+    from urllib.parse import urlsplit
+
+    url = spec_url or callback_url(public_url, secret)
+    return (urlsplit(url).hostname or None) if url else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,12 +28,17 @@ WEBP_METHOD = 0  # method 4 (Pillow's default) is ~3.7x slower for ~11% fewer by
 PNG_COMPRESS_LEVEL = 1  # lossless option: 6x faster than level 6 for ~18% more bytes
 UPLOAD_FORMATS = ("auto", "jpeg", "webp", "png")  # a combo widget: frozen, append only
 FIT_MODES = ("pad", "resize")
-MAX_DECODE_PIXELS = 64 * 2**20  # 8192x8192; refuse larger result images before decoding them
+MAX_DECODE_PIXELS = MAX_SIDE * MAX_SIDE  # the API's own limit (4096x4096); larger results are refused unread
+DECODE_CONCURRENCY = 2  # result decodes at once per process: a turnaround's peak memory is 2 x one decode
+COMPOSITE_ROWS = 256  # alpha is composited in strips of this many rows (bounded uint32 scratch)
 
 _MIME = {"jpeg": "image/jpeg", "webp": "image/webp", "png": "image/png"}
 _EXT = {"jpeg": "jpg", "webp": "webp", "png": "png"}
 _FALLBACK_QUALITIES = (85, 75, 60)  # tried in order when an encoding exceeds max_bytes, before shrinking
 _RANGE_TOLERANCE = 0.5 / 255  # overshoot that rounds to the same uint8 anyway is not worth a note
+# private to decode(): at most DECODE_CONCURRENCY decodes at once, always on the same few threads (so the C
+# allocator's per-thread arenas, which keep freed memory, stay few too: peak memory is DECODE_CONCURRENCY x one)
+_DECODE_POOL = ThreadPoolExecutor(max_workers=DECODE_CONCURRENCY, thread_name_prefix="runflow-decode")
 
 
 @dataclass
@@ -88,6 +94,9 @@ def _item_rgb8(a: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
     c = a.shape[-1]
     if a.dtype == np.uint8 and c == 3:  # the fast path: nothing to fix
         return np.ascontiguousarray(a), 0, 0, False
+    if a.dtype == np.uint8 and c in (2, 4):  # 8-bit with alpha (every decoded result): integer math, no float copy
+        rgb, composited = composite_over_white(a)
+        return rgb, 0, 0, composited
     f, nonfinite, oor = _to_unit(a)
     alpha = f[..., -1:] if c in (2, 4) else None
     colour = f[..., :3] if c >= 3 else np.repeat(f[..., :1], 3, axis=-1)
@@ -96,6 +105,24 @@ def _item_rgb8(a: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
         colour = colour * alpha + (1 - alpha)  # over white
     # round, not truncate: uint8 -> float -> uint8 must be exact (v/255*255 can be 254.9999)
     return np.rint(colour * 255).astype(np.uint8), nonfinite, oor, composited
+
+
+def composite_over_white(a: np.ndarray) -> tuple[np.ndarray, bool]:
+    """uint8 HxWx4 (or HxWx2 grey+alpha) -> uint8 HxWx3 over white, in integer math, strip by strip.
+
+    Same values as the float path: round((c*a + 255*(255-a)) / 255) (an exact .5 cannot occur). Scratch memory is
+    a few uint32 strips of COMPOSITE_ROWS rows, not a float32 copy of the image."""
+    h, w, c = a.shape
+    out = np.empty((h, w, 3), np.uint8)
+    composited = False
+    for y in range(0, h, COMPOSITE_ROWS):
+        strip = a[y:y + COMPOSITE_ROWS]
+        alpha = strip[..., -1:].astype(np.uint32)
+        colour = strip[..., :3] if c == 4 else np.repeat(strip[..., :1], 3, axis=-1)
+        if not composited and bool((alpha < 255).any()):
+            composited = True
+        out[y:y + COMPOSITE_ROWS] = (colour * alpha + 255 * (255 - alpha) + 127) // 255
+    return out, composited
 
 
 def image_items(image, notes: list[str] | None = None) -> list[np.ndarray]:
@@ -222,7 +249,13 @@ def _pil_rgb8(im: Image.Image) -> np.ndarray:
         g = np.rint(np.clip(g / (65535.0 if g.max() > 255 else 255.0), 0, 1) * 255).astype(np.uint8)
         return np.repeat(g[..., None], 3, axis=-1)
     if "A" in im.mode or "a" in im.mode or "transparency" in im.info:
-        return _item_rgb8(np.asarray(im.convert("RGBA")))[0]  # over white, same policy as inputs
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+        w, h = rgba.size
+        out = np.empty((h, w, 3), np.uint8)
+        for y in range(0, h, COMPOSITE_ROWS):  # over white (same policy as inputs), integer math, strip by strip
+            strip = np.asarray(rgba.crop((0, y, w, min(h, y + COMPOSITE_ROWS))))
+            out[y:y + strip.shape[0]] = composite_over_white(strip)[0]
+        return out
     return np.asarray(im.convert("RGB"))
 
 
@@ -235,6 +268,10 @@ def decode(data: bytes, *, max_pixels: int = MAX_DECODE_PIXELS) -> np.ndarray:
     if fmt is None:
         raise ResultError(f"Runflow returned something that is not an image (starts with {data[:4]!r}); "
                           "run it again, and report the run id if it repeats")
+    return _DECODE_POOL.submit(_decode, data, fmt, max_pixels).result()
+
+
+def _decode(data: bytes, fmt: str, max_pixels: int) -> np.ndarray:
     bomb = f"over the {max_pixels:,}-pixel safety limit; refusing to decode it (report the run id)"
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt])  # lazy: reads only the header

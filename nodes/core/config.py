@@ -1,7 +1,16 @@
-"""Where the API key, base URL and other settings come from.
+"""Where the API key, base URL and other settings come from, and where a key may go.
 
 Precedence, highest first: environment variable, then the config file written by Settings → Runflow
 (``<ComfyUI user dir>/runflow/config.json``, owner-only permissions), then the default.
+
+Where a key may go (the one rule; see README → Security):
+- ``RUNFLOW_API_URL`` in the process environment: used with ``RUNFLOW_API_KEY`` from the environment (or, for a
+  loopback sandbox URL, the stored ``sandbox_key``); never with the stored real key.
+- otherwise the stored ``api_url``, which can only be Runflow's API (https://api.runflow.io, the default) or a
+  loopback sandbox (``http://127.0.0.1:…``/``localhost``). Runflow's API gets the real key (env, else stored); a
+  loopback sandbox gets the stored ``sandbox_key`` only, never the real key. Any other stored URL is refused when
+  written and, if found in an old config file, makes every run fail with a message (the key is not sent).
+- plain ``http://`` to a non-loopback host is refused everywhere (runflow/urlsafety.py).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from urllib.parse import urlsplit
 
 from ..runflow.contract import DEFAULT_API_URL
 from ..runflow.errors import KEY_HELP, ConfigError, mask_key
+from ..runflow.urlsafety import check_api_url, is_sandbox_url
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +35,12 @@ ENV_URL = "RUNFLOW_API_URL"
 ENV_PUBLIC_URL = "RUNFLOW_PUBLIC_URL"
 ENV_WEBHOOK_SECRET = "RUNFLOW_WEBHOOK_SECRET"
 ENV_USER_DIR = "RUNFLOW_USER_DIR"
-CONFIG_KEYS = ("api_key", "api_url", "public_url", "webhook_secret")
+ENV_CALLBACK_HOSTS = "RUNFLOW_CALLBACK_HOSTS"
+ENV_DAILY_USD = "RUNFLOW_MAX_SPEND_PER_DAY"
+ENV_DAILY_RUNS = "RUNFLOW_MAX_RUNS_PER_DAY"
+CONFIG_KEYS = ("api_key", "api_url", "public_url", "webhook_secret", "sandbox_key", "callback_hosts",
+               "max_spend_per_day", "max_runs_per_day")
+SECRET_KEYS = ("api_key", "webhook_secret", "sandbox_key")
 FALLBACK_USER_DIR = Path.home() / ".config" / "runflow-multi-angles"  # neither ComfyUI nor RUNFLOW_USER_DIR
 
 
@@ -84,44 +99,98 @@ def write_config(updates: dict) -> dict:
     return data
 
 
+def store_settings(updates: dict) -> dict:
+    """What Settings → Runflow posts: ``api_key`` is the key for the API URL in effect after this update, so while
+    that URL is a loopback sandbox it is stored as ``sandbox_key`` (the real key is never replaced or reused)."""
+    updates = dict(updates)
+    if "api_key" in updates:
+        env_url = (os.environ.get(ENV_URL) or "").strip()
+        target = env_url or str(updates.get("api_url", read_config().get("api_url")) or "").strip()
+        if target and is_sandbox_url(target):
+            updates["sandbox_key"] = updates.pop("api_key")
+    return write_config(updates)
+
+
 def validate_setting(name: str, value: str) -> str:
     if name in ("api_url", "public_url"):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{name} must be an http(s) URL like https://api.runflow.io, got {value[:80]!r}")
-        return value.rstrip("/")
-    if name == "api_key":
-        if any(c.isspace() for c in value) or len(value) < 8:
+        value = value.rstrip("/")
+        if name == "api_url":
+            check_api_url(value, "api_url")
+        if name == "api_url" and not stored_url_allowed(value):
+            raise ConfigError(f"api_url can only be {DEFAULT_API_URL} or a sandbox on this machine "
+                              f"(http://127.0.0.1:<port>); got {value[:80]!r}. For another API (staging, a proxy), "
+                              f"start ComfyUI with {ENV_URL} and {ENV_KEY} in its environment.")
+        return value
+    if name in ("api_key", "sandbox_key"):
+        if any(c.isspace() for c in value) or len(value) < 8 or not value.isprintable():
             raise ConfigError("that does not look like a Runflow API key (rf_live_…); paste it again")
+    if name == "callback_hosts":
+        hosts = [h.strip().lower() for h in value.split(",") if h.strip()]
+        if any(not h.replace(".", "").replace("-", "").replace(":", "").isalnum() for h in hosts):
+            raise ConfigError("callback_hosts is a comma-separated list of host names, like hooks.example.com")
+        return ",".join(hosts)
+    if name in ("max_spend_per_day", "max_runs_per_day"):
+        try:
+            if float(value) < 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{name} must be a number ≥ 0 (0 = no limit), got {value[:20]!r}") from None
     return value
+
+
+def stored_url_allowed(url: str) -> bool:
+    """A URL the config file (Settings, i.e. anything a browser can reach) may point the key at."""
+    return url == DEFAULT_API_URL or is_sandbox_url(url)
 
 
 @dataclass(frozen=True)
 class Settings:
-    api_key: str | None
+    api_key: str | None  # the key for ``api_url`` (the real key, or a sandbox's), chosen by the rule above
     key_source: str | None
     api_url: str
     api_url_source: str
     public_url: str | None
     webhook_secret: str | None
+    problem: str | None = None  # why no key may be used with this URL (an old config's foreign api_url)
+    callback_hosts: tuple[str, ...] = ()
+    max_spend_per_day: float | None = None  # None: the default; 0: no limit
+    max_runs_per_day: int | None = None
+
+    @property
+    def sandbox(self) -> bool:
+        return is_sandbox_url(self.api_url)
 
     def require_key(self) -> str:
+        if self.problem:
+            raise ConfigError(self.problem)
         if not self.api_key:
+            if self.sandbox:
+                raise ConfigError(f"No key for the sandbox at {self.api_url}: paste the sandbox's key in Settings → "
+                                  f"Runflow → API key while this URL is set, or set {ENV_KEY} next to {ENV_URL} "
+                                  "(your stored real key is never sent to a sandbox).")
             raise ConfigError(f"No Runflow API key: {KEY_HELP} (get one at app.runflow.io → Settings → API Keys).")
         return self.api_key
 
-    def public_status(self) -> dict:
-        """What routes may show: never the key, at most its last 4 characters."""
-        return {
-            "key_configured": bool(self.api_key),
+    def public_status(self, *, local: bool = True) -> dict:
+        """What routes may show: never the key, at most its last 4 characters; paths only to local clients."""
+        out = {
+            "key_configured": bool(self.api_key) and not self.problem,
             "key_last4": self.api_key[-4:] if self.api_key and len(self.api_key) > 8 else None,
             "key_source": self.key_source,
+            "key_for": "sandbox" if self.sandbox else "runflow",
             "api_url": self.api_url,
             "api_url_source": self.api_url_source,
+            "problem": self.problem,
             "public_url": self.public_url,
             "webhook_secret_configured": bool(self.webhook_secret),
-            "config_path": str(config_path()),
+            "callback_hosts": list(self.callback_hosts),
         }
+        if local:
+            out["config_path"] = str(config_path())
+        return out
 
     def url_origin(self) -> str:
         """Where the API URL came from, in the words of the place a user would change it."""
@@ -149,11 +218,58 @@ def load_settings() -> Settings:
         value = str(cfg.get(name) or "").strip()
         return (value, "config") if value else (None, None)
 
-    key, key_source = pick(ENV_KEY, "api_key")
-    url, url_source = pick(ENV_URL, "api_url")
     public_url, _ = pick(ENV_PUBLIC_URL, "public_url")
     secret, _ = pick(ENV_WEBHOOK_SECRET, "webhook_secret")
-    if url:
-        url = validate_setting("api_url", url)
-    return Settings(key, key_source, url or DEFAULT_API_URL, url_source or "default",
-                    public_url.rstrip("/") if public_url else None, secret)
+    hosts, _ = pick(ENV_CALLBACK_HOSTS, "callback_hosts")
+    usd, _ = pick(ENV_DAILY_USD, "max_spend_per_day")
+    runs, _ = pick(ENV_DAILY_RUNS, "max_runs_per_day")
+    try:  # a bad value makes every run fail with its message (fail closed); the Settings panel still opens
+        url, url_source, key, key_source, problem = _destination(cfg)
+        max_usd, max_runs = _number(ENV_DAILY_USD, usd, float), _number(ENV_DAILY_RUNS, runs, int)
+    except ConfigError as exc:
+        url, url_source, key, key_source, problem = DEFAULT_API_URL, "default", None, None, exc.message
+        max_usd = max_runs = None
+    return Settings(key, key_source, url, url_source, public_url.rstrip("/") if public_url else None, secret,
+                    problem=problem, callback_hosts=tuple(h.strip().lower() for h in (hosts or "").split(",")
+                                                          if h.strip()),
+                    max_spend_per_day=max_usd, max_runs_per_day=max_runs)
+
+
+def _destination(cfg: dict) -> tuple[str, str, str | None, str | None, str | None]:
+    """(api_url, its source, key, key source, problem): the rule in the module docstring, in one place."""
+    env_url = (os.environ.get(ENV_URL) or "").strip().rstrip("/")
+    env_key = (os.environ.get(ENV_KEY) or "").strip() or None
+    stored_key = str(cfg.get("api_key") or "").strip() or None
+    sandbox_key = str(cfg.get("sandbox_key") or "").strip() or None
+    if env_url:  # the process's own choice: a browser or a workflow cannot change it
+        check_api_url(env_url)
+        if env_key:
+            return env_url, "env", env_key, "env", None
+        if is_sandbox_url(env_url) and sandbox_key:
+            return env_url, "env", sandbox_key, "config", None
+        if env_url == DEFAULT_API_URL and stored_key:  # Runflow itself: the stored real key may go there
+            return env_url, "env", stored_key, "config", None
+        return env_url, "env", None, None, None
+    url = str(cfg.get("api_url") or "").strip().rstrip("/")
+    if not url or url == DEFAULT_API_URL:
+        if env_key:
+            return DEFAULT_API_URL, "config" if url else "default", env_key, "env", None
+        return DEFAULT_API_URL, "config" if url else "default", stored_key, "config" if stored_key else None, None
+    if is_sandbox_url(url):
+        return url, "config", sandbox_key, "config" if sandbox_key else None, None
+    return url, "config", None, None, (
+        f"the stored api_url {url[:80]!r} is neither {DEFAULT_API_URL} nor a sandbox on this machine, so no key is "
+        f"sent to it. Reset it in Settings → Runflow → API URL, or set {ENV_URL} and {ENV_KEY} in ComfyUI's "
+        "environment for another API.")
+
+
+def _number(name: str, raw: str | None, kind: type) -> float | int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(float(raw)) if kind is int else kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number (0 = no limit), got {raw[:20]!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must be ≥ 0 (0 = no limit), got {raw[:20]!r}")
+    return value

@@ -17,7 +17,7 @@ from ..runflow.client import DEFAULT_RUN_TIMEOUT, RunflowClient
 from ..runflow.contract import DEFAULT_API_URL, MODEL_ID, PRICE_PER_RUN_USD
 from ..runflow.models import Run
 from .cache import ResultCache, cache_key, default_cache_dir
-from .callbacks import callback_url
+from .callbacks import callback_url, check_workflow_callback
 from .config import Settings, user_dir
 from .events import ItemEvent, ItemState, Listener, Plan
 from .flight import obtain_run
@@ -25,7 +25,7 @@ from .journal import Journal
 from .session import Session, process_session
 from .sources import Source
 from .spec import JobSpec
-from .spend import Ledger, Receipt, SpendGuard, cost_line, max_runs_per_prompt
+from .spend import DailyCap, Ledger, Receipt, SpendGuard, cost_line, max_runs_per_prompt
 from .timing import DurationEstimate
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class Runner:
     def __init__(self, settings: Settings, *, cache: ResultCache | None = None, use_cache: bool = True,
                  max_concurrent: int = 4, on_event: Listener | None = None, client_factory=None,
                  validate: Callable[[bytes], object] | None = None, guard_limit: int | None = None,
-                 prompt_id: str | None = None, session: Session | None = None, ledger: Ledger | None = None):
+                 prompt_id: str | None = None, session: Session | None = None, ledger: Ledger | None = None,
+                 require_prompt: bool = False):
         self.settings = settings
         self.session = session or process_session()
         self.cache = (cache or ResultCache(default_cache_dir())) if use_cache else None
@@ -93,7 +94,9 @@ class Runner:
                                                                        capabilities=self.capabilities))
         self.decode = validate
         self.guard = SpendGuard(self.session.prompt_runs, max_runs_per_prompt() if guard_limit is None
-                                else guard_limit)
+                                else guard_limit, require_prompt=require_prompt)
+        self.daily = DailyCap(self.ledger, self.session.reserved, max_usd=settings.max_spend_per_day,
+                              max_runs=settings.max_runs_per_day, api=api_identity(settings))
         self.prompt_id = prompt_id
         self.estimate = DurationEstimate(user_dir() / "timing.json")
         self.timeout = run_timeout()
@@ -105,7 +108,7 @@ class Runner:
         model = MODEL_ID if self.api == "runflow" else f"{MODEL_ID}@{self.api}"
         return [cache_key(image_sha256=src.pixel_sha256 if src.data is not None else None,
                           image_url=src.url if src.data is None else None, model=model,
-                          api_input=spec.api_input(), seed=spec.seed) for src, spec in jobs]
+                          api_input=spec.api_input(), seed=spec.seed, take=spec.take) for src, spec in jobs]
 
     def plan(self, jobs: list[tuple[Source, JobSpec]], keys: list[str] | None = None) -> Plan:
         """How many runs would be created (not cached, not already in flight) and what that costs."""
@@ -122,9 +125,16 @@ class Runner:
 
     async def run(self, jobs: list[tuple[Source, JobSpec]]) -> list[ItemResult]:
         self.started_at = time.time()
+        for _, spec in jobs:  # a workflow's callback_url: only to a host the user allowed, checked before any send
+            if spec.callback_url:
+                check_workflow_callback(spec.callback_url, self.settings.callback_hosts, self.settings.public_url)
         keys = self.keys(jobs)
         plan = self.plan(jobs, keys)
         self.guard.admit(self.prompt_id, plan.new_runs, plan.line)
+        with self.daily.admit(plan.new_runs, plan.line):  # the rolling 24 h cap, shared with the CLI via the ledger
+            return await self._run(jobs, keys, plan)
+
+    async def _run(self, jobs: list[tuple[Source, JobSpec]], keys: list[str], plan: Plan) -> list[ItemResult]:
         self.on_event(plan)
         results = [ItemResult(spec) for _, spec in jobs]
         todo: dict[str, list[int]] = {}
@@ -207,7 +217,7 @@ class Runner:
                                     wake=wakeups.register(run.id))
         except E.RunFailed as exc:
             self.journal.done(key, run.id)  # a failed run is final and not billed; a re-queue may try again
-            self._receipt(spec, src, run.id, entry, exc.status or "failed", None, adopted)
+            self._receipt(spec, src, run.id, entry, exc.status or "failed", exc.cost, adopted)
             raise
         finally:
             wakeups.forget(run.id)

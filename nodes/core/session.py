@@ -7,6 +7,7 @@ wake-ups that verified callbacks deliver. ``reset()`` forgets it all (tests, ben
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -75,12 +76,23 @@ class Wakeups:
         return True
 
 
+class Reservations:
+    """Money admitted by the daily cap but not yet in the ledger (runs in flight), so concurrent jobs of this process
+    cannot both squeeze under the cap. ``lock`` makes check-and-reserve one step."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.usd = 0.0
+        self.runs = 0
+
+
 class Session:
     def __init__(self) -> None:
         self.uploads = UploadRegistry()
         self.totals = SpendTotals()
         self.prompt_runs = PromptRuns()
         self.wakeups = Wakeups()
+        self.reserved = Reservations()
 
     def reset(self) -> None:
         """Forget everything (uploads, totals, counts, waiters)."""

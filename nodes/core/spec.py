@@ -114,6 +114,7 @@ class JobSpec:
     callback_url: str | None = None
     metadata: dict | None = field(default=None, hash=False, compare=False)
     label: str = ""
+    take: int = 0  # re-roll: not sent either; a take > 0 is its own cache slot (take 0 = the original render)
 
     def __post_init__(self) -> None:
         _choice("view", self.view, VIEWS)
@@ -129,6 +130,8 @@ class JobSpec:
             check_http_url("callback_url", self.callback_url, https_hint=False)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise InputError("seed must be a whole number")
+        if not isinstance(self.take, int) or isinstance(self.take, bool) or self.take < 0:
+            raise InputError("take must be a whole number, 0 or more (0 = the original render)")
 
     @property
     def pose(self) -> str:

@@ -214,9 +214,11 @@ class RunflowClient:
             code, message = run.failure
             what = {"canceled": "was canceled", "cancelled": "was cancelled"}.get(run.status, run.status)
             detail = (message or "no message").rstrip(". ")
+            billed = ("Runflow did not report a cost for it" if run.cost is None else "Runflow billed nothing for it"
+                      if run.cost == 0 else f"Runflow billed ${run.cost:.2f} for it")
             raise E.RunFailed(f"Runflow run {run.id} {what}: {code or 'no code'}: {detail}. "
-                              "Failed runs are not billed; fix the input or re-queue.", run_id=run.id,
-                              status=run.status, failure_code=code, failure_message=message)
+                              f"{billed}; fix the input or re-queue.", run_id=run.id,
+                              status=run.status, failure_code=code, failure_message=message, cost=run.cost)
         return run
 
     async def download(self, url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:

@@ -118,10 +118,11 @@ class RunFailed(RunflowError):
     """The run reached a failed/errored/canceled status."""
 
     def __init__(self, message: str, *, run_id: str | None = None, status: str | None = None,
-                 failure_code: str | None = None, failure_message: str | None = None):
+                 failure_code: str | None = None, failure_message: str | None = None, cost: float | None = None):
         super().__init__(message)
         self.run_id = run_id
         self.status = status
+        self.cost = cost  # what the run record says it cost (None: Runflow did not say)
         self.failure_code = failure_code
         self.failure_message = failure_message
 

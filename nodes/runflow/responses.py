@@ -25,10 +25,15 @@ def parse_error_body(response: httpx.Response) -> tuple[str | None, str, list]:
         errs = inner.get("errors") or body.get("errors") or []
         if isinstance(message, list):  # FastAPI-style detail list
             errs, message = message, None
-        return (str(code) if code else None, str(message or "").strip(), errs if isinstance(errs, list) else [])
+        return (_printable(str(code))[:80] if code else None, _printable(str(message or ""))[:500],
+                errs if isinstance(errs, list) else [])
     plain = re.sub(r"<[^>]+>", " ", text)
-    plain = re.sub(r"\s+", " ", plain).strip()
-    return None, plain[:160], []
+    return None, _printable(plain)[:160], []
+
+
+def _printable(text: str) -> str:
+    """One line of printable text: what a server said, safe to put in messages and logs (no CR/LF, no escapes)."""
+    return re.sub(r"\s+", " ", "".join(c if c.isprintable() else " " for c in text)).strip()
 
 
 def _field_messages(errs: list) -> str:

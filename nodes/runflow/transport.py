@@ -22,6 +22,7 @@ import httpx
 from . import errors as E
 from .responses import transport_error
 from .retry import RetryPolicy, parse_retry_after
+from .urlsafety import StoragePolicy, check_api_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,7 +78,8 @@ class Transport:
                  timeout: httpx.Timeout = API_TIMEOUT, storage_timeout: httpx.Timeout = STORAGE_TIMEOUT,
                  transport: httpx.AsyncBaseTransport | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_connections: int = 16):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_api_url(base_url.rstrip("/"))
+        self.storage_policy = StoragePolicy(self.base_url)  # where presigned storage URLs may point
         self._key = api_key
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
@@ -108,6 +110,10 @@ class Transport:
             hdrs["Authorization"] = f"Bearer {self._key}"
         client = self._api if api else self._storage
         where = self.base_url if api else _origin(url)
+        if api and urlsplit(url).scheme:
+            raise E.ConfigError("an API request must use a path on the configured API URL, not an absolute URL")
+        if not api:
+            await self.storage_policy.check(url)  # before any byte goes out: https + public addresses only
         attempt = 0
         while True:
             attempt += 1
@@ -127,6 +133,8 @@ class Transport:
                     raise err from None
                 log.info("Runflow %s %s: %s; retry %d", method, _path(url), type(exc).__name__, attempt)
             else:
+                if 300 <= reply.status < 400:
+                    raise _redirect_error(reply, where, api)
                 if self.retry.should_retry_status(reply.status) and not once and attempt < self.retry.attempts:
                     retry_after = parse_retry_after(reply.headers.get("retry-after"))
                     log.info("Runflow %s %s: HTTP %d; retry %d", method, _path(url), reply.status, attempt)
@@ -159,6 +167,17 @@ async def read_capped(resp: httpx.Response, limit: int, what: str) -> bytes:
                                 "Try again later.")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _redirect_error(reply: Reply, where: str, api: bool) -> E.RunflowError:
+    """A 3xx is never followed (it could lead the key or a request anywhere): say so plainly."""
+    target = _origin(reply.headers.get("location", "")) if "://" in reply.headers.get("location", "") else "a path"
+    target = "".join(c for c in target[:80] if c.isprintable())
+    text = (f"{where} answered with a redirect (HTTP {reply.status} to {target}); redirects are never followed, "
+            "so nothing was sent there.")
+    if api:
+        return E.ApiError(text + " Check RUNFLOW_API_URL (use the exact https://api.runflow.io).", status=reply.status)
+    return E.ResultError(text + " Re-queue to try again; report the run id to Runflow if it repeats.")
 
 
 def _bounded(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:

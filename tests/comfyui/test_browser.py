@@ -75,7 +75,7 @@ WIDGETS = {
     SINGLE: ["view", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio", "seed", "<control>",
              "image_url", "upload_format", "callback_url", "metadata", "show_preview"],
     TURNAROUND: ["views", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio", "seed", "<control>",
-                 "max_concurrent", "image_url", "upload_format", "show_preview"],
+                 "max_concurrent", "image_url", "upload_format", "reroll", "take", "show_preview"],
     SHEET: ["columns", "cell_size"],
 }
 PICKER_WIDGET = "pose_picker"
@@ -528,6 +528,96 @@ def test_settings_key(frontend, ui, bsandbox):
     assert_no_pack_errors(frontend, ui.tag)
 
 
+CROSS_ORIGIN_PAGE = """<!doctype html><title>not ComfyUI</title><script>
+async function attack(base) {
+  const out = [];
+  const tries = [
+    ["settings text/plain", "/runflow/settings", {method: "POST", mode: "no-cors",
+      headers: {"Content-Type": "text/plain"},
+      body: JSON.stringify({api_url: "http://127.0.0.1:9/steal", api_key: "rf_live_attacker_key_0000"})}],
+    ["settings json", "/runflow/settings", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({public_url: "http://127.0.0.1:9", webhook_secret: "whsec_attacker_0000"})}],
+    ["settings form", "/runflow/settings", {method: "POST", mode: "no-cors",
+      body: new URLSearchParams({api_key: "x"})}],
+    ["cache clear text/plain", "/runflow/cache/clear", {method: "POST", mode: "no-cors", body: "{}"}],
+    ["cache clear json", "/runflow/cache/clear", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: "{}"}],
+    ["test connection", "/runflow/test_connection", {method: "POST", mode: "no-cors", body: "{}"}],
+    ["read settings", "/runflow/settings", {method: "GET"}],
+  ];
+  for (const [name, path, init] of tries) {
+    try {
+      const r = await fetch(base + path, init);
+      let text = null;
+      try { text = await r.text(); } catch (e) {}
+      out.push({name, type: r.type, status: r.status, readable: !!text});
+    } catch (e) { out.push({name, error: String(e)}); }
+  }
+  return out;
+}
+</script>"""
+
+
+def test_cross_origin_page_cannot_write(frontend, browser):
+    """A page served from another origin (as any website the user visits would be) tries fetch() writes to the
+    pack's routes: none succeeds, and it cannot read the settings either. The browser also reaches ComfyUI by a
+    hostile name that resolves to 127.0.0.1 (DNS rebinding: ComfyUI's own origin check only covers loopback Host
+    names), and pages come from 127.0.0.1/localhost on another port and from a foreign name."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    server = frontend.server
+    before = server.get("/runflow/settings").json()
+    entries = server.get("/runflow/cache").json()["entries"]
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            data = CROSS_ORIGIN_PAGE.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    evil = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    rules = "MAP comfy-rebind.test 127.0.0.1, MAP evil.test 127.0.0.1"
+    rebinding = browser.browser_type.launch(executable_path=chromium_path(), headless=True,
+                                            args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"])
+    context = rebinding.new_context()
+    port, results_seen = evil.server_address[1], 0
+    try:
+        page = context.new_page()
+        for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://evil.test:{port}"):
+            page.goto(origin + "/")
+            for base in (f"http://127.0.0.1:{server.port}", f"http://localhost:{server.port}",
+                         f"http://comfy-rebind.test:{server.port}"):
+                for r in page.evaluate("(base) => attack(base)", base):
+                    results_seen += 1  # opaque (no-cors: status 0, unreadable) or a network error (CORS refused)
+                    assert r.get("error") or (r["type"] == "opaque" and not r["readable"]), (origin, base, r)
+        # the rebinding page itself (same-origin as far as the browser knows): its requests all reach the server
+        page.goto(f"http://comfy-rebind.test:{server.port}/runflow/settings")
+        assert "key_configured" not in page.content(), "a rebinding page can read the settings"
+        rebound = page.evaluate("""async () => { const out = [];
+          for (const path of ["/runflow/settings", "/runflow/cache/clear", "/runflow/test_connection"]) {
+            const r = await fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
+              body: JSON.stringify(path.endsWith("settings") ? {api_key: "rf_live_attacker_key_0000"} : {})});
+            out.push(r.status); }
+          return out; }""")
+        assert rebound == [403, 403, 403], rebound
+    finally:
+        context.close()
+        rebinding.close()
+        evil.shutdown()
+        evil.server_close()
+    assert results_seen == 3 * 3 * 7
+    assert server.get("/runflow/settings").json() == before, "a cross-origin page changed the settings"
+    assert server.get("/runflow/cache").json()["entries"] == entries, "a cross-origin page cleared the cache"
+
+
 # ---- 4. example workflows: Templates list, load, convert, run; thumbnails ------------------------------------------
 
 
@@ -672,8 +762,9 @@ def test_example_workflow(frontend, name, browser):
         assert result["queued"] == 200 and not result["body"].get("node_errors"), result["body"]
         entry = server.wait(result["body"]["prompt_id"], timeout=180)
         assert_success(entry)
-        outputs = [nid for nid, n in result["output"].items() if n["class_type"] in ("SaveImage", "PreviewImage")]
-        assert outputs, "the example has no SaveImage/PreviewImage"
+        outputs = [nid for nid, n in result["output"].items()
+                   if n["class_type"] in ("SaveImage", "PreviewImage", "SaveAnimatedWEBP")]
+        assert outputs, "the example has no SaveImage/PreviewImage/SaveAnimatedWEBP"
         for nid in outputs:
             files = server.output_files(entry, nid)
             assert files and all(f.is_file() and f.stat().st_size > 0 for f in files), (nid, entry.get("outputs"))
@@ -802,15 +893,27 @@ def test_screenshots(frontend, browser, bsandbox):
     node_shot("classic", TURNAROUND, "picker_turnaround.png", turnaround_pose)
     node_shot("vue", SINGLE, "picker_vue.png", single_pose, scale=1.4)
 
+    def reroll_pose(page, node_id):
+        picker = page.picker(node_id)
+        picker.locator('[data-runflow-reroll="back view"]').click()
+        picker.page.mouse.move(5, 5)
+        assert picker.locator("[data-runflow-cost]").inner_text() == "re-roll back view: 1 run × $0.20 = $0.20"
+
+    node_shot("classic", TURNAROUND, "picker_reroll.png", reroll_pose)
+    node_shot("vue", TURNAROUND, "picker_reroll_vue.png", reroll_pose, scale=1.4)
+
     # Settings → Runflow with the key configured (only its last 4 shown)
     page = UI(browser, server, frontend.errors, "test_screenshots[settings_runflow.png]", viewport=(1400, 900))
-    server.settings(api_url="")  # show the default API URL a user sees, not the sandbox's port
+    # show the default API URL a user sees, not the sandbox's port (the key typed for it is the real key's slot)
+    server.settings(api_url="", api_key=bsandbox.api_key)
     try:
         page.open("classic")
         dialog = page.open_settings("Runflow")
         status = page.page.locator('[data-runflow-setting-status="api_key"]')
         page.page.wait_for_function("(el) => /Configured/.test(el.textContent)", arg=status.element_handle())
         page.page.locator('[data-runflow-setting-status="result_cache"]').wait_for(state="visible")
+        page.page.wait_for_function("() => /Today/.test(document.querySelector("
+                                    "'[data-runflow-setting-status=\"ledger\"]')?.textContent ?? '')")
         page.page.wait_for_timeout(600)
         page.page.mouse.move(5, 5)
         assert f"…{bsandbox.api_key[-4:]}" in status.inner_text()
@@ -825,6 +928,104 @@ def test_screenshots(frontend, browser, bsandbox):
     for name, size in written.items():
         FIGURES[f"browser tier: docs/images/{name}"] = f"{size // 1024} KB"
         assert size < 400_000, (name, size)
+
+
+# ---- 4b. issue 13: re-roll on the Turnaround picker, Settings → Runflow spending ---------------------------------
+
+
+def _wait_text(ui, locator, pattern: str, timeout: float = 5.0) -> str:
+    ui.page.wait_for_function("([el, re]) => new RegExp(re).test(el.textContent)", arg=[locator.element_handle(),
+                              pattern], timeout=timeout * 1000)
+    return locator.text_content()
+
+
+@renderer_params()
+def test_picker_reroll(frontend, ui, renderer):
+    ui.open(renderer)
+    multi = ui.add_node(TURNAROUND, (60, 60))
+    ui.page.wait_for_timeout(300)
+    if renderer == "vue" and frontend.version == PINNED:  # no DOM widgets there: reroll/take are plain widgets
+        ui.set_widget(multi, "reroll", "back view", callback=True)
+        ui.set_widget(multi, "take", 1, callback=True)
+        inputs = ui.js("async () => (await app.graphToPrompt()).output")[multi]["inputs"]
+        assert (inputs["reroll"], inputs["take"]) == ("back view", 1)
+        assert_no_pack_errors(frontend, ui.tag)
+        return
+    picker = ui.picker(multi)
+    cost = picker.locator("[data-runflow-cost]")
+    assert "8 runs" in cost.inner_text()
+    assert picker.locator("[data-runflow-reroll]").count() == 8  # one per selected view
+    picker.locator('[data-runflow-reroll="back view"]').click()
+    assert (ui.widget_value(multi, "reroll"), ui.widget_value(multi, "take")) == ("back view", 1)
+    assert _wait_text(ui, cost, "^re-roll back view: 1 run") == "re-roll back view: 1 run × $0.20 = $0.20"
+    picker.locator('[data-runflow-reroll="back view"]').click()  # another take of the same view
+    assert (ui.widget_value(multi, "reroll"), ui.widget_value(multi, "take")) == ("back view", 2)
+    _wait_text(ui, picker.locator('[data-runflow-reroll="back view"] text'), "^2$")
+    picker.locator('[data-runflow-reroll="left side view"]').click()
+    assert (ui.widget_value(multi, "reroll"), ui.widget_value(multi, "take")) == ("back view, left side view", 2)
+    _wait_text(ui, cost, "^re-roll back view, left side view: 2 runs × \\$0.20 = \\$0.40$")
+    picker.locator('[data-runflow-view="back view"]').click()  # deselected: no longer re-rolled either
+    assert ui.widget_value(multi, "reroll") == "left side view"
+    assert picker.locator("[data-runflow-reroll]").count() == 7
+    inputs = ui.js("async () => (await app.graphToPrompt()).output")[multi]["inputs"]
+    assert (inputs["reroll"], inputs["take"]) == ("left side view", 2)
+    # a connected pose list replaces the views: the picker says so and leaves `views` alone
+    lines = ui.add_node("PrimitiveStringMultiline", (1100, 60))  # clear of the Turnaround
+    ui.js("""([a, b]) => { const src = app.graph.getNodeById(Number(a)), dst = app.graph.getNodeById(Number(b));
+             src.connect(0, dst, dst.findInputSlot('pose')); }""", [lines, multi])
+    _wait_text(ui, cost, "come from a link")
+    views = ui.widget_value(multi, "views")
+    picker.locator('[data-runflow-view="front view"]').click()
+    assert ui.widget_value(multi, "views") == views
+    assert_no_pack_errors(frontend, ui.tag)
+
+
+def test_picker_reroll_bills_one_run(frontend, ui, bsandbox):
+    """Picker -> saved inputs -> queue: the re-rolled view is the only new (billable) run; back to take 0 is free."""
+    ui.open("classic")
+    wf = json.loads((EXAMPLES / "runflow_turnaround.json").read_text())
+    queue = """async () => { const p = await app.graphToPrompt(); const api = window.comfyAPI?.api?.api;
+      const r = await fetch('/prompt', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ prompt: p.output, client_id: api?.clientId }) }); return (await r.json()).prompt_id; }"""
+    ui.js("async (wf) => { await app.loadGraphData(wf); }", wf)
+    node = ui.js("() => String(app.graph._nodes.find((n) => n.type === 'RunflowMultiAnglesTurnaround').id)")
+    assert_success(frontend.server.wait(ui.js(queue), timeout=180))  # every view rendered (or cached) once
+    before = set(bsandbox.runs)
+    ui.picker(node).locator('[data-runflow-reroll="back view"]').click()
+    assert ui.widget_value(node, "take") == 1
+    assert_success(frontend.server.wait(ui.js(queue), timeout=180))
+    new = [i for i in bsandbox.runs if i not in before]
+    assert [bsandbox.runs[i]["input"]["view"] for i in new] == ["back view"]
+    assert [bsandbox.runs[i]["cost"] for i in new] == ["0.20"]
+    ui.set_widget(node, "take", 0, callback=True)
+    assert_success(frontend.server.wait(ui.js(queue), timeout=180))
+    assert [i for i in bsandbox.runs if i not in before] == new  # the original take: from the cache
+    ledger = frontend.server.get("/runflow/ledger").json()
+    assert ledger["today"]["runs"] >= 1 and ledger["today"]["cache_hits"] >= 7
+    # the help panel's picture (web/docs/RunflowMultiAnglesTurnaround.md links images/picker_reroll.png)
+    r = frontend.server.get(f"/extensions/{PACK_NAME}/docs/images/picker_reroll.png")
+    assert r.status_code == 200 and r.content[:8] == b"\x89PNG\r\n\x1a\n", r.status_code
+    assert_no_pack_errors(frontend, ui.tag)
+
+
+def test_settings_spending(frontend, ui):
+    server = frontend.server
+    ui.open("classic")
+    ui.open_settings("Runflow")
+    status = ui.page.locator('[data-runflow-setting-status="ledger"]')
+    text = _wait_text(ui, status, "^Today \\$")
+    ledger = server.get("/runflow/ledger").json()
+    assert text.startswith(f"Today {ledger['today']['billed']} ({ledger['today']['runs']} runs) · this month "
+                           f"{ledger['month']['billed']}"), (text, ledger)
+    link = ui.page.locator("[data-runflow-ledger-csv]")
+    assert link.is_visible() and link.inner_text() == "Export CSV"
+    got = ui.js("""async () => { const a = document.querySelector('[data-runflow-ledger-csv]');
+      const r = await fetch(a.href); return { status: r.status, type: r.headers.get('content-type'),
+      text: await r.text(), download: a.getAttribute('download') }; }""")
+    assert got["status"] == 200 and got["type"].startswith("text/csv"), got
+    assert got["text"].startswith("time_utc,label,pose,status,billed_usd") and got["download"] == "runflow-ledger.csv"
+    assert len(got["text"].splitlines()) == ledger["receipts"] + 1
+    assert_no_pack_errors(frontend, ui.tag)
 
 
 # ---- 5. no console / page errors from the pack (runs last for each frontend) ---------------------------------------

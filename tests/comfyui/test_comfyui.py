@@ -27,7 +27,7 @@ VIEWS = ["front view", "front-right quarter view", "right side view", "back-righ
 ANGLES = ["low-angle shot", "eye-level shot", "elevated shot", "high-angle shot"]
 SHOTS = ["close-up", "medium shot", "wide shot"]
 ASPECT_RATIOS = ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9"]
-NODES = ["RunflowMultiAngles", "RunflowMultiAnglesTurnaround", "RunflowContactSheet"]
+NODES = ["RunflowMultiAngles", "RunflowMultiAnglesTurnaround", "RunflowContactSheet", "RunflowPoseToPrompt"]
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
@@ -161,8 +161,8 @@ def test_pack_imports_with_exact_node_definitions(comfy):
     # widget order is what saved UI workflows depend on
     assert list(single["required"]) == ["view", "angle", "shot", "prompt", "match_input_aspect", "aspect_ratio",
                                         "seed"]
-    assert list(single["optional"]) == ["image", "image_url", "upload_format", "callback_url", "metadata",
-                                        "show_preview"]  # added later: last, so saved widget values keep their place
+    assert list(single["optional"]) == ["image", "image_url", "upload_format", "callback_url", "metadata", "pose",
+                                        "camera_info", "show_preview"]  # new inputs last: saved widget values keep
     advanced = {n for n, spec in single["optional"].items() if (spec[1] if len(spec) > 1 else {}).get("advanced")}
     assert advanced == {"upload_format", "callback_url", "metadata", "show_preview"}
     turn = info["RunflowMultiAnglesTurnaround"]
@@ -197,7 +197,8 @@ def test_settings_route_never_returns_the_key(comfy, rf_sandbox, good_settings):
     # the config file lives in ComfyUI's --user-directory, owner-only
     cfg = comfy.user_dir / "runflow" / "config.json"
     assert Path(status["config_path"]) == cfg
-    assert json.loads(cfg.read_text())["api_key"] == key
+    # the key typed while the API URL is a loopback sandbox is that sandbox's key, never stored as the real one
+    assert json.loads(cfg.read_text())["sandbox_key"] == key and status["key_for"] == "sandbox"
     assert cfg.stat().st_mode & 0o777 == 0o600
     # POST answers status, never the key; bad values are refused with 400
     r = comfy.post("/runflow/settings", json={"api_key": key, "api_url": rf_sandbox.url})
@@ -206,7 +207,7 @@ def test_settings_route_never_returns_the_key(comfy, rf_sandbox, good_settings):
     assert r.status_code == 400 and "api_url" in r.json()["error"]
     assert comfy.get("/runflow/settings").json()["api_url"] == rf_sandbox.url
     # test connection against the sandbox
-    r = comfy.post("/runflow/test_connection")
+    r = comfy.post("/runflow/test_connection", json={})
     assert r.status_code == 200 and key not in r.text
     answer = r.json()
     assert answer["ok"] is True and answer["key_accepted"] is True, answer
@@ -302,7 +303,7 @@ def test_error_wrong_key(comfy, rf_sandbox, good_settings, errors_source):
     assert "WXYZ" in msg and wrong not in msg and wrong[:-4] not in msg, msg
     assert wrong not in json.dumps(entry), "the key appears somewhere in the history entry"
     assert d.runs == 0 and d.uploads == 0
-    r = comfy.post("/runflow/test_connection")
+    r = comfy.post("/runflow/test_connection", json={})
     answer = r.json()
     assert answer["ok"] is False and answer["reachable"] is True and answer["key_accepted"] is False, answer
     assert "RUNFLOW_API_KEY" in answer["message"] and wrong not in r.text
@@ -541,6 +542,7 @@ def test_eight_single_nodes_run_concurrently_with_one_upload(comfy, rf_sandbox, 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SINGLE_TEMPLATE = "Multi Angles - one new view"
 TURNAROUND_TEMPLATE = "Multi Angles - turnaround"
+TURNTABLE_TEMPLATE = "Multi Angles - turntable"
 
 
 def view_slug(view: str) -> str:
@@ -583,7 +585,7 @@ def test_example_workflows_are_listed_and_run(comfy, rf_sandbox, good_settings, 
     templates = comfy.get("/api/workflow_templates").json()
     names = sorted(templates.get(PACK_NAME, []))
     # the file names are the titles the Templates browser shows (frontends 1.27 and 1.58 list templates by file name)
-    assert names == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE], templates
+    assert names == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE, TURNTABLE_TEMPLATE], templates
     info = comfy.get("/object_info").json()
     for name in names:
         r = comfy.get(f"/api/workflow_templates/{PACK_NAME}/{name}.json")
@@ -599,7 +601,19 @@ def test_example_workflows_are_listed_and_run(comfy, rf_sandbox, good_settings, 
         assert_success(entry)
         figures[f"example workflow {name}: queue -> done"] = f"{wall:.2f} s, {d.runs} runs, {d.uploads} uploads"
         kinds = {n["class_type"] for n in prompt.values()}
-        if "RunflowMultiAnglesTurnaround" in kinds:
+        if "SaveAnimatedWEBP" in kinds:
+            # the turntable reuses the turnaround example's 8 views (same image, pose, seed): all from the cache
+            assert d.runs == 0 and d.uploads == 0
+            (save_id,) = [nid for nid, n in prompt.items() if n["class_type"] == "SaveAnimatedWEBP"]
+            (webp,) = comfy.output_files(entry, save_id)
+            from PIL import Image
+
+            with Image.open(webp) as im:
+                assert im.n_frames == 8 and im.info["loop"] == 0
+                im.load()
+                assert im.info["duration"] == 400  # fps 2.5: one turn in 3.2 s
+            figures["example workflow turntable: webp"] = f"{webp.stat().st_size // 1024} KB, 8 frames"
+        elif "RunflowMultiAnglesTurnaround" in kinds:
             # the single-view example (run just before: names are sorted) already paid for "right side view" of
             # example.png with the same pose and seed: the turnaround takes that one from the result cache
             assert sorted(rf_sandbox.runs[i]["input"]["view"] for i in d.new_ids()) == \

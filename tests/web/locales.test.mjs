@@ -29,6 +29,8 @@ const NODES = {
       "callback_url",
       "metadata",
       "upload_format",
+      "pose",
+      "camera_info",
       "show_preview",
     ],
     outputs: ["image", "urls", "run_info"],
@@ -46,9 +48,16 @@ const NODES = {
       "image",
       "image_url",
       "upload_format",
+      "pose",
+      "reroll",
+      "take",
       "show_preview",
     ],
     outputs: ["images", "labels", "urls", "run_info", "image_list"],
+  },
+  RunflowPoseToPrompt: {
+    inputs: ["view", "angle", "shot"],
+    outputs: ["lora_prompt", "camera_info", "pose"],
   },
 };
 
