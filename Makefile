@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU build; ComfyUI users already have torch, so requirements.txt never lists it
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint test-python test-web validate test-comfyui bench soak clean
+.PHONY: demo test lint test-python test-web validate test-comfyui bench bench-comfyui soak clean
 
 $(VENV)/.ready: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ test-comfyui:
 
 bench: $(VENV)/.ready
 	$(PY) bench/benchmark.py
+
+# issue 12's table inside a real ComfyUI (3 fresh ComfyUI starts on port 8200; COMFYUI_DIR = a private copy if
+# another ComfyUI runs from the shared one)
+COMFYUI_DIR ?= $(COMFY_HOME)/ComfyUI
+bench-comfyui:
+	COMFYUI_DIR=$(COMFYUI_DIR) $(COMFY_HOME)/venv/bin/python bench/comfy_bench.py
 
 soak: $(VENV)/.ready
 	$(PY) bench/soak.py

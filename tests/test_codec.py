@@ -12,16 +12,15 @@ import pytest
 import torch
 from PIL import Image, ImageFile, JpegImagePlugin
 
+from nodes.core.batch import fit_batch, to_tensor
 from nodes.core.codec import (
     DEFAULT_FORMAT,
     UPLOAD_FORMATS,
     EncodedImage,
     decode,
     encode,
-    fit_batch,
     image_items,
     prepare,
-    to_tensor,
 )
 from nodes.runflow.errors import InputError, ResultError
 

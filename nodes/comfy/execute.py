@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 
-from ..core import codec, receipts
+from ..core import postprocess, receipts
 from ..core.callbacks import callback_host
 from ..core.config import load_settings
 from ..core.runner import ItemResult, Runner
@@ -17,6 +18,8 @@ from ..core.spend import cost_line
 from ..runflow import errors as E
 from . import adapter
 from .status import Status
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -39,18 +42,21 @@ def jobs_for(sources: list[Source], specs: list[JobSpec]) -> list[tuple[Source, 
 
 
 async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurrent: int,
-                  notes: list[str] | None = None, extra: dict[str, dict] | None = None) -> Outcome:
+                  notes: list[str] | None = None, extra: dict[str, dict] | None = None,
+                  show_preview: bool = True) -> Outcome:
     """Run jobs with status text, progress and Cancel; raise one clear error naming what failed.
 
     ``notes``: more status notes (e.g. which pose a connected pose snapped to); ``extra``: run_info fields per
-    pose (``JobSpec.pose``)."""
+    pose (``JobSpec.pose``); ``show_preview``: write the node previews (ComfyUI's ``ui.images``) or not."""
     session = process_session()
     status = Status(len(jobs), title, session.totals)
     status.notes = list(dict.fromkeys([*(n for src, _ in jobs for n in src.notes), *(notes or [])]))
     settings = load_settings()
     status.notes.extend(callback_notes(jobs, settings))
-    runner = Runner(settings, max_concurrent=max_concurrent, on_event=status.event, validate=codec.decode,
-                    prompt_id=adapter.context()[0], session=session, require_prompt=adapter.inside_comfyui())
+    preview = adapter.preview_writer() if show_preview else None  # not shown = not written
+    runner = Runner(settings, max_concurrent=max_concurrent, on_event=status.event,
+                    validate=postprocess.decoder(preview), prompt_id=adapter.context()[0], session=session,
+                    require_prompt=adapter.inside_comfyui())
     ticker = asyncio.ensure_future(status.ticker())
     try:
         results = await adapter.until_interrupted(runner.run(jobs))
@@ -68,17 +74,18 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
         ticker.cancel()
     status.receipt = _receipt(results, runner)
     _raise_failures(results, status, runner)
-    batch, note = await asyncio.to_thread(codec.fit_batch, [r.decoded for r in results])
-    if note:
-        status.notes.append(note)
+    out = await postprocess.assemble([r.decoded for r in results], preview)
+    if out.note:
+        status.notes.append(out.note)
         status.show()
+    log.info("Runflow: post-processing %.0f ms per image (%d images)", out.ms_per_image, len(results))
     urls = "\n".join(r.url or "" for r in results)
     extra = extra or {}
     info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **({"take": r.spec.take} if r.spec.take else {}),
                         **extra.get(r.spec.pose, {}), **r.info} for r in results], indent=1)
-    ui = await _ui(batch, results, note, session.totals.spent_usd)
+    ui = _ui(out, results, session.totals.spent_usd)
     ui["runflow"][0].update(receipt=status.receipt, notes=status.notes)
-    return Outcome(batch, results, urls, info, ui)
+    return Outcome(out.tensor, results, urls, info, ui)
 
 
 def _receipt(results: list[ItemResult], runner: Runner) -> str:
@@ -112,10 +119,11 @@ def _raise_failures(results: list[ItemResult], status: Status, runner: Runner) -
                            "the failed ones.", failures={r.spec.label: r.error for r in failed})
 
 
-async def _ui(batch, results: list[ItemResult], note: str | None, session_total: float) -> dict:
+def _ui(out: postprocess.Batch, results: list[ItemResult], session_total: float) -> dict:
     spent = sum(float(r.info.get("cost") or 0) for r in results if not r.from_cache)
     hits = sum(r.from_cache for r in results)
-    return {"images": await asyncio.to_thread(adapter.preview_images, batch),
+    return {"images": out.previews,
             "runflow": [{"labels": [r.spec.label for r in results], "from_cache": hits,
                          "spent_usd": round(spent, 2), "session_total_usd": round(session_total, 2),
-                         "cost_line": cost_line(len(results) - hits, hits), "note": note}]}
+                         "cost_line": cost_line(len(results) - hits, hits), "note": out.note,
+                         "postprocess_ms_per_image": round(out.ms_per_image, 1)}]}

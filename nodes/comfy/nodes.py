@@ -5,7 +5,7 @@ Node ids, input names and combo strings are a public API: saved workflows store 
 
 from __future__ import annotations
 
-from ..core import codec, sources
+from ..core import batch, codec, sources
 from ..core.reroll import REROLL_TOOLTIP, TAKE_TOOLTIP, reroll_note, reroll_specs
 from ..core.spec import JobSpec, parse_metadata, parse_views
 from ..runflow.contract import (
@@ -110,7 +110,8 @@ class RunflowMultiAngles:
                        label=p.view)
         srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0])
         notes, extra = pose_info([reading])
-        out = await execute(jobs_for(srcs, [spec]), title="Runflow", max_concurrent=4, notes=notes, extra=extra)
+        out = await execute(jobs_for(srcs, [spec]), title="Runflow", max_concurrent=4, notes=notes, extra=extra,
+                            show_preview=bool(show_preview))
         return _result(out, show_preview, (out.batch, out.urls, out.info))
 
 
@@ -158,7 +159,7 @@ class RunflowMultiAnglesTurnaround:
         notes, extra = pose_info(readings)
         notes += [n for n in (reroll_note(specs),) if n]
         out = await execute(jobs_for(srcs, specs), title="Runflow turnaround", max_concurrent=max_concurrent,
-                            notes=notes, extra=extra)
+                            notes=notes, extra=extra, show_preview=bool(show_preview))
         labels = [r.spec.label for r in out.results]
         singles = [out.batch[i:i + 1] for i in range(out.batch.shape[0])]
         return _result(out, show_preview, (out.batch, labels, out.urls, out.info, singles))
@@ -194,7 +195,7 @@ class RunflowContactSheet:
         if len(flat) == 1 and len(arrays) > 1 and "\n" in flat[0]:  # a newline-joined string works too
             flat = flat[0].splitlines()
         grid = contact_sheet(arrays, flat, columns=int(columns[0]), cell=int(cell_size[0]))
-        return (codec.to_tensor([grid]),)
+        return (batch.to_tensor([grid]),)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -27,7 +27,6 @@ WEBP_QUALITY = 95
 WEBP_METHOD = 0  # method 4 (Pillow's default) is ~3.7x slower for ~11% fewer bytes
 PNG_COMPRESS_LEVEL = 1  # lossless option: 6x faster than level 6 for ~18% more bytes
 UPLOAD_FORMATS = ("auto", "jpeg", "webp", "png")  # a combo widget: frozen, append only
-FIT_MODES = ("pad", "resize")
 MAX_DECODE_PIXELS = MAX_SIDE * MAX_SIDE  # the API's own limit (4096x4096); larger results are refused unread
 DECODE_CONCURRENCY = 2  # result decodes at once per process: a turnaround's peak memory is 2 x one decode
 COMPOSITE_ROWS = 256  # alpha is composited in strips of this many rows (bounded uint32 scratch)
@@ -94,6 +93,12 @@ def _item_rgb8(a: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
     c = a.shape[-1]
     if a.dtype == np.uint8 and c == 3:  # the fast path: nothing to fix
         return np.ascontiguousarray(a), 0, 0, False
+    if a.dtype == np.float32 and c == 3:  # ComfyUI's own IMAGE: half the passes when all values are fine
+        lo, hi = float(a.min()), float(a.max())  # NaN makes both comparisons below false
+        if -_RANGE_TOLERANCE <= lo and hi <= 1 + _RANGE_TOLERANCE:
+            out = a * np.float32(255.0)  # same float32 products as clip-then-scale for in-range values
+            np.clip(np.rint(out, out=out), 0, 255, out=out)
+            return out.astype(np.uint8), 0, 0, False
     if a.dtype == np.uint8 and c in (2, 4):  # 8-bit with alpha (every decoded result): integer math, no float copy
         rgb, composited = composite_over_white(a)
         return rgb, 0, 0, composited
@@ -292,51 +297,3 @@ def _decode(data: bytes, fmt: str, max_pixels: int) -> np.ndarray:
         raise ResultError(f"the result image declares far too many pixels, {bomb}") from e
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as e:  # Pillow's ways of saying "broken"
         raise ResultError(_CORRUPT) from e
-
-
-# ---- uint8 items -> IMAGE tensor ---------------------------------------------------------------------------------
-
-
-def to_tensor(items: list[np.ndarray]):
-    """Stack same-size uint8 HxWx3 items into a ComfyUI IMAGE: torch.float32 [N,H,W,3] in 0..1."""
-    import torch  # lazily: the CLI and the sandbox encode/decode without paying torch's import time
-
-    if not items:
-        raise ValueError("to_tensor needs at least one image")
-    if len({it.shape for it in items}) != 1:
-        raise ValueError("items differ in size; use fit_batch to make one batch")
-    return torch.from_numpy(np.stack(items)).to(torch.float32).div_(255.0)
-
-
-def _letterbox(a: np.ndarray, w: int, h: int) -> np.ndarray:
-    ih, iw = a.shape[:2]
-    s = min(w / iw, h / ih)
-    nw, nh = min(w, max(1, round(iw * s))), min(h, max(1, round(ih * s)))
-    out = np.full((h, w, 3), 255, np.uint8)  # white, like the alpha policy
-    y, x = (h - nh) // 2, (w - nw) // 2
-    out[y:y + nh, x:x + nw] = np.asarray(_resize(Image.fromarray(a), nw, nh)) if (nw, nh) != (iw, ih) else a
-    return out
-
-
-def fit_batch(items: list[np.ndarray], mode: str = "pad"):
-    """Make differently sized results one IMAGE batch at the first item's size; returns (tensor, note | None).
-
-    mode "pad" (default): scale to fit and pad with white, so nothing is distorted or cropped, which is what a
-    ComfyUI user expects from a preview/save chain. mode "resize": stretch to the size.
-    """
-    if mode not in FIT_MODES:
-        raise ValueError(f"mode must be one of {FIT_MODES}, got {mode!r}")
-    if not items:
-        raise ValueError("fit_batch needs at least one image")
-    h, w = items[0].shape[:2]
-    out, changed = [], 0
-    for it in items:
-        if it.shape[:2] != (h, w):
-            changed += 1
-            it = _letterbox(it, w, h) if mode == "pad" else np.asarray(_resize(Image.fromarray(it), w, h))
-        out.append(it)
-    note = None
-    if changed:
-        how = "resized" if mode == "resize" else "fitted (scaled, white padding)"
-        note = f"{how} {changed} of {len(items)} results to {w}\u00d7{h} to form one batch"
-    return to_tensor(out), note

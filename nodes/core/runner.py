@@ -31,6 +31,7 @@ from .timing import DurationEstimate
 log = logging.getLogger(__name__)
 
 ENV_TIMEOUT = "RUNFLOW_TIMEOUT"
+PRIOR_WAIT = 0.5  # seconds a first run's polls wait for the examples' timing (asked while uploading)
 
 
 @dataclass
@@ -153,11 +154,14 @@ class Runner:
         async with self.client_factory() as client:
             if client.capabilities.path is None:  # a test/bench factory: still remember what the API does
                 client.capabilities = self.capabilities
+            # no timing yet (a fresh install): Runflow's timing of the model's examples, asked while uploading
+            prior = None if self.estimate.value is not None else asyncio.ensure_future(self.estimate.ask_prior(client))
+
             async def one(key: str, idxs: list[int]) -> None:
                 src, spec = jobs[idxs[0]]
                 async with sem:
                     try:
-                        res = await self._run_one(client, key, src, spec, idxs[0])
+                        res = await self._run_one(client, key, src, spec, idxs[0], prior)
                     except E.RunflowError as exc:
                         res = ItemResult(spec, error=exc)
                     except Exception as exc:  # noqa: BLE001 - one item's surprise must not tear down its siblings
@@ -168,7 +172,11 @@ class Runner:
                 for i in idxs:
                     results[i] = dataclasses.replace(res, spec=jobs[i][1])
 
-            await asyncio.gather(*(one(k, v) for k, v in todo.items()))
+            try:
+                await asyncio.gather(*(one(k, v) for k, v in todo.items()))
+            finally:
+                if prior is not None and not prior.done():
+                    prior.cancel()
             self.stats.uploads += client.stats.uploads
         return results
 
@@ -187,7 +195,8 @@ class Runner:
             return src.url or ""
         return await self.session.uploads.url(client, src.upload_sha256 or "", src.data, src.mime, src.filename)
 
-    async def _run_one(self, client: RunflowClient, key: str, src: Source, spec: JobSpec, index: int) -> ItemResult:
+    async def _run_one(self, client: RunflowClient, key: str, src: Source, spec: JobSpec, index: int,
+                       prior: asyncio.Future | None = None) -> ItemResult:
         def status(run: Run, elapsed: float) -> None:
             self.on_event(ItemEvent(index, spec.label, ItemState.of_run(run.state), elapsed=elapsed, run_id=run.id,
                                     run_status=run.state))
@@ -211,6 +220,8 @@ class Runner:
             self.stats.created += 1
         status(run, 0.0)
         started = time.monotonic()
+        if prior is not None:
+            await asyncio.wait({prior}, timeout=PRIOR_WAIT)  # a slow answer must not hold the polls back
         wakeups = self.session.wakeups
         try:
             run = await client.wait(run, timeout=self.timeout, estimate=self.estimate.value, on_status=status,

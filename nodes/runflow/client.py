@@ -18,9 +18,9 @@ import httpx
 
 from . import errors as E
 from .capabilities import CapabilityStore
-from .contract import MAX_UPLOAD_BYTES
+from .contract import MAX_UPLOAD_BYTES, MODEL_ID
 from .creating import SETTLE_SECONDS, Creator
-from .models import Asset, Run
+from .models import Asset, Run, example_durations
 from .poll import PollSchedule, sleep_or_wake
 from .responses import error_from_response, parse_json
 from .retry import RETRY_STATUSES, RetryPolicy
@@ -171,6 +171,18 @@ class RunflowClient:
         """The run created with ``client_ref``, if Runflow shows it; None when it does not (or cannot say)."""
         return await self.creator().find(client_ref)
 
+    async def example_duration(self) -> float | None:
+        """Median run time of the model's examples (GET /v1/models/{id}/examples, ``duration_ms``): Runflow's own
+        measurement, the first poll's aim before this install has timed a run. None when Runflow does not say."""
+        try:
+            answer = await self._request("GET", f"/v1/models/{MODEL_ID}/examples", once=True,
+                                         deadline=time.monotonic() + 5.0)
+        except E.RunflowError as exc:
+            log.info("Runflow: no example timings (%s); polling by the request budget", type(exc).__name__)
+            return None
+        found = sorted(example_durations(answer))
+        return found[len(found) // 2] if found else None
+
     async def get_run(self, run_id: str, *, deadline: float | None = None) -> Run:
         self.stats.status_polls += 1
         return Run(await self._request("GET", f"/v1/runs/{quote(run_id)}", deadline=deadline, obj="the run record"))
@@ -208,6 +220,11 @@ class RunflowClient:
                     raise E.TransportError(f"Lost contact with Runflow while waiting for run {run.id} ({exc.message}); "
                                            "the run may still finish: re-queue to pick it up.") from None
                 continue
+            queued_for = run.queue_seconds
+            if queued_for is not None:
+                schedule.started_after(queued_for)
+            elif not run.started:
+                schedule.queued(time.monotonic() - start)
             if on_status:
                 on_status(run, time.monotonic() - start)
         if not run.succeeded:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -85,6 +86,14 @@ class Run:
         return bool(self.raw.get("started_at")) or self.state in (RunStatus.RUNNING,) or self.terminal
 
     @property
+    def queue_seconds(self) -> float | None:
+        """Seconds from creation to the start of compute by Runflow's own clock; None until ``started_at`` is set."""
+        created, started = _timestamp(self.raw.get("created_at")), _timestamp(self.raw.get("started_at"))
+        if created is None or started is None:
+            return None
+        return max(0.0, started - created)
+
+    @property
     def output(self) -> dict:
         out = self.raw.get("output")
         return out if isinstance(out, dict) else {}
@@ -129,6 +138,39 @@ class Run:
             "cost": self.raw.get("cost"),
             "client_ref": self.raw.get("client_ref"),
         }
+
+
+def _timestamp(value: Any) -> float | None:
+    """An ISO 8601 time (``+00:00`` or ``Z``) as epoch seconds; None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def example_durations(answer: Any) -> list[float]:
+    """Every positive ``duration_ms`` in the answer of GET /v1/models/{id}/examples, in seconds (its shape is not
+    documented beyond "with duration_ms timings": look for the field at any depth)."""
+    found: list[float] = []
+
+    def walk(value: Any, depth: int) -> None:
+        if depth > 6:
+            return
+        if isinstance(value, dict):
+            ms = value.get("duration_ms")
+            if isinstance(ms, (int, float)) and not isinstance(ms, bool) and 0 < ms < 3_600_000:
+                found.append(ms / 1000.0)
+            for v in value.values():
+                if isinstance(v, (dict, list)):
+                    walk(v, depth + 1)
+        elif isinstance(value, list):
+            for v in value[:200]:
+                walk(v, depth + 1)
+
+    walk(answer, 0)
+    return found
 
 
 def extract_output_urls(output: Any) -> list[str]:

@@ -1,35 +1,86 @@
-"""When to ask for a run's status: aim at the expected finish, poll finely around it, back off when it runs long."""
+"""When to ask for a run's status: aim at the expected finish, poll finely around it, back off when it runs long.
+
+Without an estimate the polls follow a request budget instead. A run found done by poll k lasted longer than the
+time of poll k-1; sending poll k-1 no earlier than k / BUDGET s keeps the polls per run-second under ``BUDGET``:
+poll k goes at (k + 1) / BUDGET s (1.33, 2.0, 2.67, ... s for 1.5 requests per run-second), or, for long runs,
+``LATE_FRACTION`` of the elapsed time after the previous poll, whichever is later.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+BUDGET = 1.5  # status requests per run-second, at most
+LATE_FRACTION = 0.1  # without an estimate, a long run is found at most this fraction of its run time late
+
 
 class PollSchedule:
     """Delays between status polls.
 
-    With an estimate E of the run's duration, sleep until shortly before E (with a status poll at least every
-    ``max_interval``), poll finely around E, then back off geometrically. Without one, back off from ``first``.
+    With an estimate E of the run's duration (run time, from ``started_at``), sleep until just after the expected
+    finish (with a status poll at least every ``max_interval``), poll finely after it, then back off geometrically.
+    A poll that shows the run still queued moves the expected finish (``queued``); one that shows when it started
+    anchors it (``started_after``). Without an estimate: the budget schedule (module docstring). No poll is ever
+    sent earlier than the budget allows, whatever the estimate says.
     """
 
     def __init__(self, estimate: float | None = None, *, first: float = 0.5, growth: float = 1.5,
-                 max_interval: float = 5.0):
+                 max_interval: float = 5.0, budget: float = BUDGET, min_gap: float = 0.2):
         self.estimate = estimate if estimate and estimate > 0 else None
         self.first, self.growth, self.max_interval = first, growth, max_interval
+        self.budget, self.min_gap = budget, min_gap
         self._interval = first
+        self._target = self._expected(0.0)  # when the run should be done, in seconds since the wait began
+        self._polls = 0
+        self._last = 0.0
+
+    def _expected(self, start: float) -> float | None:
+        if self.estimate is None:
+            return None
+        return start + self.estimate + self.margin
+
+    @property
+    def margin(self) -> float:
+        """How long after the expected finish the first poll goes: a little, so a run on time is found at once."""
+        return 0.01 + 0.002 * (self.estimate or 0.0)
+
+    @property
+    def fine(self) -> float:
+        return max(self.min_gap, 0.04 * (self.estimate or 0.0))
+
+    def queued(self, elapsed: float) -> None:
+        """A poll at ``elapsed`` saw the run not started yet: it cannot finish before elapsed + E."""
+        if self.estimate is not None:
+            self._target = max(self._target or 0.0, self._expected(elapsed))
+
+    def started_after(self, queue_seconds: float) -> None:
+        """Runflow says compute started ``queue_seconds`` after the run was created: finish = that + E."""
+        if self.estimate is not None and 0 <= queue_seconds < 3600:
+            self._target = self._expected(queue_seconds)
 
     def next_delay(self, elapsed: float) -> float:
-        if self.estimate is not None:
-            lead = max(0.25, 0.08 * self.estimate)
-            fine = max(0.1, 0.04 * self.estimate)
-            if elapsed < self.estimate - lead:
-                return min(self.estimate - lead - elapsed, self.max_interval)
-            if elapsed < self.estimate + 2 * lead:
-                self._interval = fine
-                return fine
-        delay = self._interval
-        self._interval = min(self._interval * self.growth, self.max_interval)
+        # the budget holds in every phase (a wrong, too short estimate must not turn into a burst of polls); only the
+        # first poll aimed at an estimate may come earlier: it bets on finding the run done
+        aimed = self.estimate is not None and self._polls == 0
+        floor = 0.0 if aimed else (self._polls + 2) / self.budget - elapsed
+        delay = max(self._next(elapsed), floor)
+        self._polls += 1
+        self._last = elapsed + delay
         return delay
+
+    def _next(self, elapsed: float) -> float:
+        if self._target is not None:
+            if elapsed < self._target - 1e-3:
+                return min(self._target - elapsed, self.max_interval)
+            if elapsed < self._target + 3 * self.fine:
+                self._interval = self.fine
+                return self.fine
+            delay = self._interval
+            self._interval = min(self._interval * self.growth, self.max_interval)
+            return delay
+        # no estimate: the budget floor (next_delay), or LATE_FRACTION of the elapsed time for long runs
+        at = max((1 + LATE_FRACTION) * self._last, elapsed + self.min_gap)
+        return min(at - elapsed, self.max_interval)
 
 
 async def sleep_or_wake(delay: float, wake: asyncio.Event | None) -> None:

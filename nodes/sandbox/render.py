@@ -83,8 +83,10 @@ def load_input_image(data: bytes) -> Image.Image:
     return im
 
 
-def output_size(input_size: tuple[int, int], match_input_aspect: str | None, aspect_ratio: str | None):
-    """(w, h): about 1 MP, long side 1024, multiples of 8; input aspect unless match_input_aspect == "false"."""
+def output_size(input_size: tuple[int, int], match_input_aspect: str | None, aspect_ratio: str | None,
+                long_side: int = LONG_SIDE):
+    """(w, h): long side ``long_side`` (1024: about 1 MP), multiples of 8; input aspect unless match_input_aspect ==
+    "false"."""
     if match_input_aspect == "false":
         a, b = (aspect_ratio or DEFAULT_ASPECT_RATIO).split(":")
         aspect = int(a) / int(b)
@@ -92,11 +94,11 @@ def output_size(input_size: tuple[int, int], match_input_aspect: str | None, asp
         aspect = input_size[0] / max(1, input_size[1])
     aspect = min(4.0, max(0.25, aspect))
     if aspect >= 1:
-        return LONG_SIDE, max(8, round(LONG_SIDE / aspect / 8) * 8)
-    return max(8, round(LONG_SIDE * aspect / 8) * 8), LONG_SIDE
+        return long_side, max(8, round(long_side / aspect / 8) * 8)
+    return max(8, round(long_side * aspect / 8) * 8), long_side
 
 
-def render_pose(data: bytes, fields: dict) -> RenderResult:
+def render_pose(data: bytes, fields: dict, long_side: int = LONG_SIDE) -> RenderResult:
     """Render the stand-in result for one run. Raises InputImageError for unusable input."""
     src = _flatten(load_input_image(data))
     view = fields.get("view") or "front view"
@@ -104,7 +106,7 @@ def render_pose(data: bytes, fields: dict) -> RenderResult:
     shot = fields.get("shot") or DEFAULT_SHOT
     azimuth = VIEW_AZIMUTH.get(view, 0)
     elevation = ANGLE_ELEVATION.get(angle, 0)
-    w, h = output_size(src.size, fields.get("match_input_aspect"), fields.get("aspect_ratio"))
+    w, h = output_size(src.size, fields.get("match_input_aspect"), fields.get("aspect_ratio"), long_side)
 
     card = ImageOps.fit(src, (w, h), method=Image.Resampling.BICUBIC)
     if 90 < azimuth < 270:

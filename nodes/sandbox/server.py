@@ -92,6 +92,7 @@ from .config import PRICE, TERMINAL, Variants
 from .control import ControlMixin
 from .faults import Faults, path_matches
 from .handler import Handler, Server, Server6, route_key
+from .render import LONG_SIDE
 from .runs import RunsMixin
 from .slots import SlotsMixin
 from .storage import StorageMixin
@@ -116,6 +117,8 @@ class Sandbox(ApiMixin, RunsMixin, SlotsMixin, StorageMixin, CallbacksMixin, Con
         self.callback_secret = callback_secret
         self.callbacks: list[dict] = []  # one entry per delivery attempt: run_id, url, signed, http_status
         self.run_seconds = float(run_seconds)
+        self.output_side = LONG_SIDE  # long side of rendered results (bench/comfy_bench.py's memory figure: 2048)
+        self._rendered: dict = {}  # (input sha256, pose fields, side) -> RenderResult, oldest first (runs.py)
         self.queue_seconds = float(queue_seconds)
         self.host, self.port = host, int(port)
         if isinstance(variants, Variants):

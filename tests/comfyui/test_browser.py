@@ -51,6 +51,7 @@ WORKFLOWS = sorted(p.stem for p in EXAMPLES.glob("*.json"))
 # The file names are the titles the Templates browser shows (both frontends list a pack's templates by file name).
 SINGLE_TEMPLATE = "Multi Angles - one new view"
 TURNAROUND_TEMPLATE = "Multi Angles - turnaround"
+TURNTABLE_TEMPLATE = "Multi Angles - turntable"
 
 def view_slug(view: str) -> str:
     """The Turnaround template's file name for a view (its Regex Replace node: [^a-z0-9-]+ -> _)."""
@@ -689,7 +690,7 @@ def test_cancel_and_errors_reach_the_user(frontend, ui, bsandbox, renderer):
 def test_templates_list(frontend):
     listing = frontend.server.get("/api/workflow_templates").json()
     assert sorted(listing.get(PACK_NAME, [])) == WORKFLOWS, listing
-    assert WORKFLOWS == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE]
+    assert WORKFLOWS == [SINGLE_TEMPLATE, TURNAROUND_TEMPLATE, TURNTABLE_TEMPLATE]
 
 
 def test_template_titles_in_browser(frontend, ui):
@@ -768,7 +769,11 @@ def test_example_workflow(frontend, name, browser):
         for nid in outputs:
             files = server.output_files(entry, nid)
             assert files and all(f.is_file() and f.stat().st_size > 0 for f in files), (nid, entry.get("outputs"))
-        if TURNAROUND in result["types"]:
+        if "SaveAnimatedWEBP" in result["types"]:  # the turntable lands in the subject's folder too
+            saved = [f for nid in outputs for f in server.output_files(entry, nid)]
+            assert [(f.parent, f.name) for f in saved] == [(server.out_dir / "runflow" / "my_subject",
+                                                           "turntable_00001_.webp")], saved
+        elif TURNAROUND in result["types"]:
             # one folder per subject with clean file names; a second subject gets its own folder
             ta = next(v for v in result["output"].values() if v["class_type"] == TURNAROUND)
             expected = sorted(f"{slug}_00001_.png" for slug in [*map(view_slug, views_of(ta["inputs"]["views"])),
@@ -983,7 +988,7 @@ def test_picker_reroll(frontend, ui, renderer):
 def test_picker_reroll_bills_one_run(frontend, ui, bsandbox):
     """Picker -> saved inputs -> queue: the re-rolled view is the only new (billable) run; back to take 0 is free."""
     ui.open("classic")
-    wf = json.loads((EXAMPLES / "runflow_turnaround.json").read_text())
+    wf = json.loads((EXAMPLES / f"{TURNAROUND_TEMPLATE}.json").read_text())
     queue = """async () => { const p = await app.graphToPrompt(); const api = window.comfyAPI?.api?.api;
       const r = await fetch('/prompt', { method: 'POST', headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ prompt: p.output, client_id: api?.clientId }) }); return (await r.json()).prompt_id; }"""
