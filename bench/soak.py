@@ -1,10 +1,13 @@
 """Soak: many runs through the pack's client and runner against the sandbox while a fraction of ALL requests fail
-at random (every fault kind), then a table: succeeded, clear errors, duplicate billable runs, lost results, latency.
+at random (every fault kind), once per contract variant (how Runflow may answer where its docs are silent), then a
+table: succeeded, stopped safely, failed, duplicate billable runs, lost results.
 
-    python bench/soak.py [--runs 200] [--rate 0.2] [--concurrency 16] [--seed 7]
+    python bench/soak.py [--runs 200] [--rate 0.2] [--concurrency 16] [--seed 7] [--variants defaults,...]
 
-"Lost" = a run Runflow finished (billable) whose image never reached the caller. Goal: 0 duplicates, 0 lost, and
-every run succeeds because all injected faults are transient.
+"Stopped safely" = the pack could not know whether a create reached Runflow and the API gave no safe way to find out,
+so it stopped that item and named its client_ref (RunMaybeCreated) instead of risking a second run. "Lost" = a run
+Runflow finished (billable) whose image never reached the caller and that no stop message named. Goal everywhere:
+0 duplicates, 0 lost; stopped safely only where the API gives no way to know.
 """
 
 from __future__ import annotations
@@ -63,21 +66,40 @@ def sample_png() -> bytes:
     return buf.getvalue()
 
 
-async def soak(sb: Sandbox, runs: int, concurrency: int) -> dict:
+# variant name -> sandbox switches (nodes/sandbox/config.py VARIANT_CHOICES); each runs on a fresh sandbox and a fresh
+# user dir, so the pack learns the API's capabilities from scratch every time
+VARIANTS = {
+    "defaults": {},
+    "idempotency ignored": {"idempotency": "ignored"},
+    "search refused": {"client_ref_search": "refused"},
+    "search ignored": {"client_ref_search": "ignored"},
+    "idempotency ignored + search refused": {"idempotency": "ignored", "client_ref_search": "refused"},
+    "idempotency ignored + search ignored": {"idempotency": "ignored", "client_ref_search": "ignored"},
+    "confirm 409": {"second_confirm": "conflict"},
+    "no Retry-After": {"retry_after": "without"},
+    "create 200": {"create_status": 200},
+    "create 202 + cancelled + error{}": {"create_status": 202, "cancel_spelling": "cancelled",
+                                          "failure_fields": "error_object"},
+}
+
+
+async def soak(sb: Sandbox, runs: int, concurrency: int, settle: float = 1.5) -> dict:
     import httpx
+
+    from nodes.runflow import errors as E
 
     settings = load_settings()
     # fast retries so the soak takes seconds, same code paths; 1 s read timeout so "delay" faults bite
     factory = lambda: RunflowClient(settings.api_key, settings.api_url,  # noqa: E731
                                     retry=RetryPolicy(attempts=8, base=0.05, cap=0.5, jitter=0.05),
-                                    timeout=httpx.Timeout(5.0, read=1.0))
+                                    timeout=httpx.Timeout(5.0, read=1.0), settle=settle)
     png = sample_png()
     sem = asyncio.Semaphore(concurrency)
     walls, outcomes = [], []
 
     async def one(i: int) -> None:
         # each job is a distinct logical run (its own seed = its own cache key); the source is shared
-        spec = JobSpec(view=VIEWS[i % 8], seed=i, label=f"job{i}")
+        spec = JobSpec(view=VIEWS[i % 8], seed=i, label=f"job{i}", metadata={"soak_job": i})
         src = Source(data=png, mime="image/png", pixel_sha256=hashlib.sha256(png).hexdigest(),
                      upload_sha256=hashlib.sha256(png).hexdigest())
         runner = Runner(settings, client_factory=factory, use_cache=False, guard_limit=0)
@@ -89,7 +111,9 @@ async def soak(sb: Sandbox, runs: int, concurrency: int) -> dict:
                 outcomes.append(("error", f"{type(exc).__name__}: {exc}"))
                 return
             walls.append(time.monotonic() - t0)
-            if res.error is not None:
+            if isinstance(res.error, E.RunMaybeCreated):
+                outcomes.append(("stopped", res.error.client_ref))
+            elif res.error is not None:
                 outcomes.append(("error", f"{type(res.error).__name__}: {res.error}"))
             elif res.data and res.data[8:12] == b"WEBP":
                 outcomes.append(("ok", res.info.get("run_id")))
@@ -97,20 +121,46 @@ async def soak(sb: Sandbox, runs: int, concurrency: int) -> dict:
                 outcomes.append(("bad", "no image"))
 
     await asyncio.gather(*(one(i) for i in range(runs)))
-    ok_ids = [v for k, v in outcomes if k == "ok"]
+    ok_ids = {v for k, v in outcomes if k == "ok"}
+    stopped_refs = {v for k, v in outcomes if k == "stopped"}
     errors = [v for k, v in outcomes if k == "error"]
-    billable = sb.billable_runs()
-    by_ref: dict[str, int] = {}
-    for run in sb.runs.values():
-        by_ref[run.get("client_ref")] = by_ref.get(run.get("client_ref"), 0) + 1
-    duplicates = sum(n - 1 for n in by_ref.values() if n > 1)
-    lost = len({rid for rid, run in sb.runs.items() if run.get("status_code") == "succeeded"} - set(ok_ids))
+    billed = {r["run_id"] for r in sb.billing_record() if r["billed"]}
+    records = sb.runs
+    per_job: dict[object, int] = {}
+    for rid in billed:
+        job = (records[rid].get("metadata") or {}).get("soak_job")
+        per_job[job] = per_job.get(job, 0) + 1
+    duplicates = sum(n - 1 for n in per_job.values() if n > 1)
+    succeeded_runs = {rid for rid, run in records.items() if run.get("status_code") == "succeeded"}
+    named = {rid for rid in succeeded_runs if records[rid].get("client_ref") in stopped_refs}
+    lost = len(succeeded_runs - ok_ids - named)
     walls.sort()
-    return {"runs": runs, "succeeded": len(ok_ids), "clear_errors": len(errors), "bad": outcomes.count(("bad",
-            "no image")), "billable_runs": billable, "duplicate_runs": duplicates, "lost_results": lost,
+    return {"runs": runs, "succeeded": len(ok_ids), "stopped": len(stopped_refs), "stopped_with_run": len(named),
+            "clear_errors": len(errors), "bad": sum(1 for k, _ in outcomes if k == "bad"),
+            "billable_runs": len(billed), "duplicate_runs": duplicates, "lost_results": lost,
             "p50": statistics.median(walls) if walls else float("nan"),
             "p95": walls[int(0.95 * (len(walls) - 1))] if walls else float("nan"),
-            "requests": len(sb.request_log), "error_samples": errors[:5]}
+            "requests": len(sb.request_log), "error_samples": errors[:3]}
+
+
+def soak_variant(name: str, runs: int, rate: float, concurrency: int, seed: int, run_seconds: float = 0.5,
+                 settle: float = 1.5) -> dict:
+    """One soak on a fresh sandbox playing variant ``name`` with a fresh user dir (nothing learned yet)."""
+    os.environ["RUNFLOW_USER_DIR"] = tempfile.mkdtemp(prefix="rfsoak-")
+    os.environ["RUNFLOW_MAX_SPEND_PER_DAY"] = "0"  # 200 sandbox runs are a deliberate "day": no daily cap here
+    with Sandbox(run_seconds=run_seconds, variants=VARIANTS[name]) as sb:
+        os.environ["RUNFLOW_API_URL"], os.environ["RUNFLOW_API_KEY"] = sb.url, sb.api_key
+        sb.faults.random(rate=rate, kinds=KINDS, seed=seed)
+        t0 = time.monotonic()
+        r = asyncio.run(soak(sb, runs, concurrency, settle))
+        r["seconds"] = time.monotonic() - t0
+    return r
+
+
+def row(name: str, r: dict) -> str:
+    stopped = f"{r['stopped']}" + (f" ({r['stopped_with_run']} with a run)" if r["stopped"] else "")
+    return (f"| {name} | {r['succeeded']} / {r['runs']} | {stopped} | {r['clear_errors']} | {r['duplicate_runs']} | "
+            f"{r['lost_results']} | {r['p50']:.2f} s | {r['seconds']:.0f} s |")
 
 
 def main() -> int:
@@ -120,27 +170,24 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--run-seconds", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--variants", default="all", help=f"comma-separated, or all: {', '.join(VARIANTS)}")
     args = ap.parse_args()
-    os.environ["RUNFLOW_USER_DIR"] = tempfile.mkdtemp(prefix="rfsoak-")
-    os.environ["RUNFLOW_MAX_SPEND_PER_DAY"] = "0"  # 200 sandbox runs are a deliberate "day": no daily cap here
-    with Sandbox(run_seconds=args.run_seconds) as sb:
-        os.environ["RUNFLOW_API_URL"], os.environ["RUNFLOW_API_KEY"] = sb.url, sb.api_key
-        sb.faults.random(rate=args.rate, kinds=KINDS, seed=args.seed)
-        t0 = time.monotonic()
-        r = asyncio.run(soak(sb, args.runs, args.concurrency))
-        total = time.monotonic() - t0
-    print(f"## Soak: {r['runs']} runs, {args.rate:.0%} of requests faulted at random "
+    names = list(VARIANTS) if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
+    print(f"## Soak: {args.runs} runs per variant, {args.rate:.0%} of requests faulted at random "
           f"({len(KINDS)} fault kinds, API and storage), concurrency {args.concurrency}, "
           f"sandbox run time {args.run_seconds} s\n")
-    print("| succeeded | failed with a clear error | duplicate billable runs | lost results | p50 wall | p95 wall |"
-          " requests | total |")
+    print("| variant | succeeded | stopped safely | failed | duplicate billable runs | lost | p50 wall | total |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {r['succeeded']} / {r['runs']} | {r['clear_errors']} | {r['duplicate_runs']} | {r['lost_results']} | "
-          f"{r['p50']:.2f} s | {r['p95']:.2f} s | {r['requests']} | {total:.0f} s |")
-    for sample in r["error_samples"]:
+    ok = True
+    samples = []
+    for name in names:
+        r = soak_variant(name, args.runs, args.rate, args.concurrency, args.seed, args.run_seconds)
+        print(row(name, r), flush=True)
+        ok = ok and r["duplicate_runs"] == 0 and r["lost_results"] == 0 and r["bad"] == 0
+        samples += [f"{name}: {e}" for e in r["error_samples"]]
+    for sample in samples:
         print(f"\nerror: {sample}")
-    ok = r["duplicate_runs"] == 0 and r["lost_results"] == 0 and r["succeeded"] == r["runs"]
-    print("\nresult:", "PASS (0 duplicates, 0 lost, all succeeded)" if ok else "FAIL")
+    print("\nresult:", "PASS (0 duplicates, 0 lost in every variant)" if ok else "FAIL")
     return 0 if ok else 1
 
 

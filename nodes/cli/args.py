@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear-cache", action="store_true", help="delete every cached result, then exit")
     p.add_argument("--ledger", action="store_true", help="print what Runflow billed (today, this month), then exit")
     p.add_argument("--csv", action="store_true", help="with --ledger: every receipt as CSV")
+    p.add_argument("--doctor", action="store_true", help="check the real API against the pack without spending "
+                   "(key, balance, model schema, upload types, client_ref search, rate-limit headers), then exit")
+    p.add_argument("--spend-one", action="store_true", help="with --doctor: make ONE real run ($0.20) to find out "
+                   "whether Runflow honours Idempotency-Key on runs (never a second charge)")
     p.add_argument("--sandbox", action="store_true", help="use the built-in Runflow sandbox (offline, free)")
     p.add_argument("--sandbox-seconds", type=float, default=2.0, help="sandbox run time per render (default 2)")
     p.add_argument("--dry-run", action="store_true",

@@ -202,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             if not args.quiet:
                 print(f"sandbox: {sandbox.url} (offline emulator; results are marked SANDBOX, nothing is billed)",
                       file=sys.stderr)
+        if args.doctor:
+            from .doctor import doctor
+
+            return asyncio.run(doctor(args))
+        if args.spend_one:
+            raise E.InputError("--spend-one goes with --doctor")
         return asyncio.run(run(args))
     except E.InputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

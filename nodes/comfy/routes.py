@@ -37,8 +37,26 @@ async def test_connection() -> dict:
         return {**answer, "reachable": True, "message": settings.explain(exc.message)}
     except E.RunflowError as exc:  # e.g. "cannot reach …: check RUNFLOW_API_URL" although the URL is from Settings
         return {**answer, "message": settings.explain(exc.message)}
-    return {**answer, "ok": True, "reachable": True, "key_accepted": True,
-            "message": f"Connected to {settings.api_url}; the key (…{settings.api_key[-4:]}) was accepted."}
+    facts = await doctor_facts(settings)
+    return {**answer, "ok": True, "reachable": True, "key_accepted": True, **facts,
+            "message": f"Connected to {settings.api_url}; the key (…{settings.api_key[-4:]}) was accepted."
+            + (f" {facts['doctor']}" if facts.get("doctor") else "")}
+
+
+async def doctor_facts(settings) -> dict:
+    """The doctor's short form (no spending): balance, schema, search, idempotency. Never fails the test."""
+    from ..core.config import user_dir
+    from ..core.doctor import run_doctor
+    from ..runflow.capabilities import CAPABILITIES_FILE, CapabilityStore
+
+    try:
+        async with RunflowClient(settings.api_key, settings.api_url, retry=RetryPolicy(attempts=1),
+                                 capabilities=CapabilityStore(user_dir() / CAPABILITIES_FILE)) as client:
+            report = await run_doctor(client, quick=True)
+    except Exception as exc:  # noqa: BLE001 - the connection test already passed; the extras are best effort
+        log.info("Runflow: doctor facts failed: %s", type(exc).__name__)
+        return {}
+    return {"doctor": report.short(), "doctor_problems": [f.name for f in report.problems]}
 
 
 def register() -> None:

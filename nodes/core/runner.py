@@ -8,11 +8,11 @@ import dataclasses
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..runflow import errors as E
+from ..runflow.capabilities import CAPABILITIES_FILE, CapabilityStore
 from ..runflow.client import DEFAULT_RUN_TIMEOUT, RunflowClient
 from ..runflow.contract import DEFAULT_API_URL, MODEL_ID, PRICE_PER_RUN_USD
 from ..runflow.models import Run
@@ -21,6 +21,7 @@ from .callbacks import callback_url, check_workflow_callback
 from .concurrency import AdaptiveLimiter
 from .config import Settings, user_dir
 from .events import ItemEvent, ItemState, Listener, Plan
+from .flight import obtain_run
 from .journal import Journal
 from .session import Session, process_session
 from .sources import Source
@@ -94,7 +95,9 @@ class Runner:
         self.ledger = ledger or Ledger(user_dir() / "ledger.jsonl")
         self.max_concurrent = max(1, int(max_concurrent))
         self.on_event: Listener = on_event or (lambda event: None)
-        self.client_factory = client_factory or (lambda: RunflowClient(settings.require_key(), settings.api_url))
+        self.capabilities = CapabilityStore(user_dir() / CAPABILITIES_FILE)
+        self.client_factory = client_factory or (lambda: RunflowClient(settings.require_key(), settings.api_url,
+                                                                       capabilities=self.capabilities))
         self.decode = validate
         self.guard = SpendGuard(self.session.prompt_runs, max_runs_per_prompt() if guard_limit is None
                                 else guard_limit, require_prompt=require_prompt)
@@ -104,6 +107,7 @@ class Runner:
         self.estimate = DurationEstimate(user_dir() / "timing.json")
         self.timeout = run_timeout()
         self.stats = RunnerStats()
+        self.started_at = time.time()
         self.api = api_identity(settings)
         # catalog hooks: an adaptive limit on runs in flight instead of the fixed max_concurrent; each result handed
         # over as it arrives (then only its metadata is kept, so memory stays flat); a check before every new create
@@ -138,6 +142,7 @@ class Runner:
                     estimate_s=self.estimate.value)
 
     async def run(self, jobs: list[tuple[Source, JobSpec]]) -> list[ItemResult]:
+        self.started_at = time.time()
         for _, spec in jobs:  # a workflow's callback_url: only to a host the user allowed, checked before any send
             if spec.callback_url:
                 check_workflow_callback(spec.callback_url, self.settings.callback_hosts, self.settings.public_url)
@@ -166,6 +171,8 @@ class Runner:
         async with self.client_factory() as client:
             if self.limiter is not None:
                 client.http.on_status = self.limiter.observe
+            if client.capabilities.path is None:  # a test/bench factory: still remember what the API does
+                client.capabilities = self.capabilities
             # no timing yet (a fresh install): Runflow's timing of the model's examples, asked while uploading
             prior = None if self.estimate.value is not None else asyncio.ensure_future(self.estimate.ask_prior(client))
 
@@ -215,35 +222,26 @@ class Runner:
             self.on_event(ItemEvent(index, spec.label, ItemState.of_run(run.state), elapsed=elapsed, run_id=run.id,
                                     run_status=run.state))
 
-        entry = self.journal.get(key)
-        run: Run | None = None
-        adopted = False
-        if entry and entry.get("run_id"):
-            try:  # created earlier (before a cancel, crash or restart): poll it, never pay for it again
-                run = await client.get_run(entry["run_id"])
-                adopted = True
-                self.stats.resumed += 1
-                self.on_event(ItemEvent(index, spec.label, ItemState.RESUMING, run_id=run.id))
-            except E.NotFoundError:  # Runflow does not know it (or another sandbox made it): start afresh
-                self.journal.drop(key)
-                entry, run = None, None
-        if run is None:
+        async def make_body(client_ref: str) -> dict:
             if self.before_create is not None:
                 self.before_create(spec)  # may refuse (a spend cap): raises before anything is sent
-            if entry is None:
-                entry = {"idempotency_key": str(uuid.uuid4()), "created": time.time()}
-                entry["client_ref"] = "comfyui-rfma-" + entry["idempotency_key"]
-                self.journal.put(key, entry)
             self.on_event(ItemEvent(index, spec.label,
                                     ItemState.UPLOADING if src.data is not None else ItemState.CREATING))
             image_url = await self._source_url(client, src)
             callback = spec.callback_url or callback_url(self.settings.public_url, self.settings.webhook_secret)
-            run = await client.create_run({**spec.api_input(), "image_url": image_url},
-                                          idempotency_key=entry["idempotency_key"], client_ref=entry["client_ref"],
-                                          callback_url=callback, metadata=spec.metadata)
-            self.journal.put(key, {**entry, "run_id": run.id})
+            return client.run_body({**spec.api_input(), "image_url": image_url}, client_ref=client_ref,
+                                   callback_url=callback, metadata=spec.metadata)
+
+        def resumed(run: Run) -> None:
+            self.stats.resumed += 1
+            self.on_event(ItemEvent(index, spec.label, ItemState.RESUMING, run_id=run.id))
+
+        got = await obtain_run(client, self.journal, key, started_at=self.started_at, make_body=make_body,
+                               lock_timeout=self.timeout, on_resume=resumed)
+        run, entry, adopted = got.run, got.entry, got.adopted
+        if got.created:
             self.stats.created += 1
-            status(run, 0.0)
+        status(run, 0.0)
         started = time.monotonic()
         if prior is not None:
             await asyncio.wait({prior}, timeout=PRIOR_WAIT)  # a slow answer must not hold the polls back
@@ -252,7 +250,7 @@ class Runner:
             run = await client.wait(run, timeout=self.timeout, estimate=self.estimate.value, on_status=status,
                                     wake=wakeups.register(run.id))
         except E.RunFailed as exc:
-            self.journal.drop(key)  # a failed run is final and not billed; a re-queue may try again
+            self.journal.done(key, run.id)  # a failed run is final and not billed; a re-queue may try again
             self._receipt(spec, src, run.id, entry, exc.status or "failed", exc.cost, adopted)
             raise
         finally:
@@ -269,7 +267,7 @@ class Runner:
         if self.cache is not None:
             self.cache.put(key, data, {"url": url, "info": info, "pose": spec.pose, "label": spec.label,
                                        "created_at": time.time()})
-        self.journal.drop(key)
+        self.journal.done(key, run.id)  # a twin waiting on this job adopts it; a later job starts afresh
         self.on_event(ItemEvent(index, spec.label, ItemState.DONE, run_id=run.id, cost=cost))
         return ItemResult(spec, data=data, url=url, info={**info, "from_cache": False}, decoded=decoded)
 

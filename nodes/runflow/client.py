@@ -17,12 +17,14 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from . import errors as E
-from .contract import MAX_UPLOAD_BYTES, MODEL_ID, RUNS_PATH
+from .capabilities import CapabilityStore
+from .contract import MAX_UPLOAD_BYTES, MODEL_ID
+from .creating import SETTLE_SECONDS, Creator
 from .models import Asset, Run, example_durations
 from .poll import PollSchedule, sleep_or_wake
 from .responses import error_from_response, parse_json
 from .retry import RETRY_STATUSES, RetryPolicy
-from .transport import API_TIMEOUT, MAX_CONNECT_ATTEMPTS, STORAGE_TIMEOUT, Reply, Transport
+from .transport import API_TIMEOUT, STORAGE_TIMEOUT, Reply, Transport
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ class RunflowClient:
     def __init__(self, api_key: str, base_url: str, *, retry: RetryPolicy | None = None,
                  timeout: httpx.Timeout = API_TIMEOUT, storage_timeout: httpx.Timeout = STORAGE_TIMEOUT,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_connections: int = 16):
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, max_connections: int = 16,
+                 capabilities: CapabilityStore | None = None, settle: float | None = None):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise E.ConfigError(f"RUNFLOW_API_URL must be an http(s) URL, got {base_url[:80]!r}")
@@ -49,6 +52,9 @@ class RunflowClient:
         self.base_url = self.http.base_url
         self.retry = self.http.retry
         self.stats = self.http.stats
+        self.capabilities = capabilities or CapabilityStore(None)  # what this API does where the docs are silent
+        # a create that timed out may still be handled: wait at least a read timeout before calling it absent
+        self.settle = settle if settle is not None else max(SETTLE_SECONDS, (timeout.read or 0.0) + 1.0)
 
     def __repr__(self) -> str:
         return f"RunflowClient(base_url={self.base_url!r}, api_key={E.mask_key(self._key)})"
@@ -63,8 +69,10 @@ class RunflowClient:
         await self.http.aclose()
 
     async def _request(self, method: str, path: str, *, body: Any = None, headers: dict | None = None,
-                       params: dict | None = None, once: bool = False, deadline: float | None = None) -> Any:
-        """An API call with the key: parsed JSON, or the mapped error."""
+                       params: dict | None = None, once: bool = False, deadline: float | None = None,
+                       obj: str | None = None) -> Any:
+        """An API call with the key: parsed JSON, or the mapped error. ``obj`` names an answer that must be a JSON
+        object: anything else is a ServerError, retried like a 5xx (unless ``once``)."""
         hdrs = dict(headers or {})
         content = json.dumps(body).encode() if body is not None else None
         if content is not None:
@@ -74,7 +82,8 @@ class RunflowClient:
             if reply.status >= 400:
                 raise error_from_response(reply.as_response(method, self.base_url + path), api_key=self._key,
                                           attempts=_attempts_of(reply, self.retry.attempts, once))
-            return parse_json(reply.body, method, path)
+            value = parse_json(reply.body, method, path)
+            return _object(value, obj) if obj else value
 
         return await self.http.send(method, path, parse=parse, content=content, headers=hdrs, params=params,
                                     once=once, limit=MAX_JSON_BYTES, deadline=deadline)
@@ -88,86 +97,79 @@ class RunflowClient:
         """Three-step upload: create → PUT bytes to the presigned URL (no Authorization) → confirm."""
         if not 1 <= len(data) <= MAX_UPLOAD_BYTES:
             raise E.InputError(f"the image is {len(data)} bytes; Runflow accepts 1 byte to 50 MiB")
-        for attempt in (1, 2):  # an expired presigned URL means: start again at step 1
-            created = _object(await self._request("POST", "/v1/asset-uploads", body={
-                "filename": filename, "mime_type": mime, "size_bytes": len(data)}), "the upload answer")
+        for attempt in (1, 2, 3):  # an expired presigned URL or a lost confirmation: start again at step 1 (free)
+            created = await self._request("POST", "/v1/asset-uploads", body={
+                "filename": filename, "mime_type": mime, "size_bytes": len(data)}, obj="the upload answer")
             asset_id, upload_url = created.get("asset_id"), created.get("upload_url")
             if not asset_id or not upload_url or not isinstance(upload_url, str):
                 raise E.ServerError("Runflow's upload answer had no asset_id/upload_url; try again later.")
             status = await self.http.send("PUT", upload_url, api=False, content=data,
                                           headers={"Content-Type": mime}, parse=lambda r: r.status,
                                           limit=MAX_JSON_BYTES, what="storage answer")
-            if status == 403 and attempt == 1:
+            if status == 403 and attempt < 3:
                 continue
             if status >= 400:
                 raise E.ApiError(f"Runflow storage refused the upload (HTTP {status}); try again later.",
                                  status=status)
-            asset = _object(await self._request("POST", f"/v1/asset-uploads/{quote(str(asset_id))}/confirmations",
-                                                body={}), "the upload confirmation")
-            url = asset.get("url")
-            if not url or not isinstance(url, str):
-                raise E.ServerError("Runflow confirmed the upload but returned no URL; try again later.")
+            asset = await self._confirm(str(asset_id))
+            if asset is None:
+                continue
             self.stats.uploads += 1
-            return Asset(id=str(asset.get("id") or asset_id), url=url)
-        raise AssertionError("unreachable")
+            return asset
+        raise E.ServerError("Runflow did not confirm the image upload after 3 tries (nothing was billed); try again "
+                            "in a minute.")
+
+    async def _confirm(self, asset_id: str) -> Asset | None:
+        """Confirm an upload. A refusal (409 "already confirmed", 404, 422...) after a confirmation whose answer was
+        lost is not a failure: read the asset back; None when it is not usable (the caller uploads again)."""
+        try:
+            asset = await self._request("POST", f"/v1/asset-uploads/{quote(asset_id)}/confirmations", body={},
+                                        obj="the upload confirmation")
+        except (E.AuthError, E.CreditError, E.PermissionError_):
+            raise
+        except E.ApiError as exc:
+            if exc.status is None or not 400 <= exc.status < 500:
+                raise
+            log.info("Runflow: upload confirmation refused (HTTP %s); reading asset %s back", exc.status, asset_id)
+            try:
+                return await self.get_asset(asset_id)
+            except E.RunflowError:
+                return None
+        url = asset.get("url")
+        if not url or not isinstance(url, str):
+            raise E.ServerError("Runflow confirmed the upload but returned no URL; try again later.")
+        return Asset(id=str(asset.get("id") or asset_id), url=url)
 
     async def get_asset(self, asset_id: str) -> Asset:
-        asset = _object(await self._request("GET", f"/v1/assets/{quote(asset_id)}"), "the asset record")
+        asset = await self._request("GET", f"/v1/assets/{quote(asset_id)}", obj="the asset record")
         url = asset.get("url")
         if not url or not isinstance(url, str):
             raise E.ServerError(f"Runflow's record of asset {asset_id} has no URL; try again later.")
         return Asset(id=asset_id, url=url)
 
-    async def create_run(self, input: dict, *, idempotency_key: str, client_ref: str,
-                         callback_url: str | None = None, metadata: dict | None = None) -> Run:
-        """Create one billable run. Retries reuse ``idempotency_key``; after an ambiguous failure (request sent, no
-        answer) the run is first looked up by ``client_ref`` so it is never created twice."""
+    @staticmethod
+    def run_body(input: dict, *, client_ref: str, callback_url: str | None = None,
+                 metadata: dict | None = None) -> dict:
+        """The JSON body of a create; journalled and re-sent unchanged for the life of its Idempotency-Key."""
         body: dict[str, Any] = {"input": input, "client_ref": client_ref}
         if callback_url:
             body["callback_url"] = callback_url
         if metadata:
             body["metadata"] = metadata
-        headers = {"Idempotency-Key": idempotency_key}
-        for attempt in range(1, self.retry.attempts + 1):
-            self.stats.creates += 1
-            try:
-                run = Run(_object(await self._request("POST", RUNS_PATH, body=body, headers=headers, once=True),
-                                  "the created run"))
-            except (E.RateLimitError, E.ConnectError) as exc:  # definitely not created: plain retry
-                limit = MAX_CONNECT_ATTEMPTS if isinstance(exc, E.ConnectError) else self.retry.attempts
-                if attempt >= min(limit, self.retry.attempts):
-                    raise
-                delay = self.retry.delay(attempt - 1, getattr(exc, "retry_after", None))
-            except (E.ServerError, E.TransportError, E.ConflictError) as exc:  # may have been created
-                found = await self.find_run(client_ref)
-                if found is not None:
-                    log.info("Runflow: create was ambiguous (%s); found run %s by client_ref", type(exc).__name__,
-                             found.id)
-                    return found
-                if isinstance(exc, E.ConflictError) or attempt >= self.retry.attempts:
-                    raise
-                delay = self.retry.delay(attempt - 1, getattr(exc, "retry_after", None))
-            else:
-                if not run.id:
-                    raise E.ApiError("Runflow accepted the run but sent no run id; check app.runflow.io → Runs.")
-                return run
-            self.stats.retries += 1
-            await self.http.sleep(delay)
-        raise AssertionError("unreachable")
+        return body
+
+    async def create_run(self, input: dict, *, idempotency_key: str, client_ref: str,
+                         callback_url: str | None = None, metadata: dict | None = None) -> Run:
+        """Create one billable run; never two (see creating.py). Raises RunMaybeCreated when it cannot know."""
+        body = self.run_body(input, client_ref=client_ref, callback_url=callback_url, metadata=metadata)
+        return await self.creator().create(body, idempotency_key=idempotency_key, client_ref=client_ref)
+
+    def creator(self) -> Creator:
+        return Creator(self, self.capabilities, settle=self.settle)
 
     async def find_run(self, client_ref: str) -> Run | None:
-        """The run created with ``client_ref``, if Runflow lists it; None when it does not (or cannot say)."""
-        try:
-            page = await self._request("GET", "/v1/runs", params={"q": f"client_ref:{client_ref}", "limit": 5,
-                                                                  "sort_by": "created_at:desc"})
-        except E.RunflowError as exc:
-            log.info("Runflow: run lookup by client_ref failed (%s)", type(exc).__name__)
-            return None
-        items = page.get("items") if isinstance(page, dict) else None
-        for item in items if isinstance(items, list) else []:
-            if isinstance(item, dict) and item.get("client_ref") == client_ref:
-                return Run(item)
-        return None
+        """The run created with ``client_ref``, if Runflow shows it; None when it does not (or cannot say)."""
+        return await self.creator().find(client_ref)
 
     async def example_duration(self) -> float | None:
         """Median run time of the model's examples (GET /v1/models/{id}/examples, ``duration_ms``): Runflow's own
@@ -183,8 +185,7 @@ class RunflowClient:
 
     async def get_run(self, run_id: str, *, deadline: float | None = None) -> Run:
         self.stats.status_polls += 1
-        return Run(_object(await self._request("GET", f"/v1/runs/{quote(run_id)}", deadline=deadline),
-                           "the run record"))
+        return Run(await self._request("GET", f"/v1/runs/{quote(run_id)}", deadline=deadline, obj="the run record"))
 
     async def wait(self, run: Run, *, timeout: float = DEFAULT_RUN_TIMEOUT, estimate: float | None = None,
                    on_status: Callable[[Run, float], None] | None = None,

@@ -149,3 +149,18 @@ def mask_key(key: str | None) -> str:
 class ExpiredURL(RunflowError):
     """A presigned URL answered 403/404/410 (expired or revoked): get a fresh one and try again."""
 
+
+class RunMaybeCreated(RunflowError):
+    """Stopped safely: a create got no usable answer and this API gives no safe way to tell whether the run exists,
+    so the pack did not create again. The journal keeps the attempt; a re-queue looks the run up first."""
+
+    def __init__(self, message: str, *, client_ref: str, idempotency_key: str | None = None):
+        super().__init__(message)
+        self.client_ref = client_ref
+        self.idempotency_key = idempotency_key
+
+
+def maybe_created_message(client_ref: str, why: str) -> str:
+    return (f"Stopped safely: Runflow did not say whether run client_ref={client_ref} was created ({why}). A run may "
+            f"have been created and may bill: look for client_ref {client_ref} at app.runflow.io \u2192 Runs; "
+            "re-queue to try again (the pack looks it up first and creates a new run only if it cannot find it).")

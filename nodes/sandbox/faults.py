@@ -74,7 +74,8 @@ class Faults:
     - ``drop_before``: close the connection without handling; ``drop_after``: handle fully (a run IS created and
       billed), then close without answering; ``reset=True`` sends a TCP RST instead of a FIN;
     - ``delay``: ``seconds`` of silence after handling (``before=True``: before handling), then the answer;
-    - ``malformed_json``: 200 ``{"id": ``; ``huge_json``: a streamed 200 JSON body of ``size_mb`` (50) MiB;
+    - ``malformed_json``: 200 ``{"id": `` (``json=[...]``: that valid JSON of the wrong shape); ``huge_json``: a
+      streamed 200 JSON body of ``size_mb`` (50) MiB;
     - ``expire_output``: 403 "Request has expired" from storage (default path: download);
     - ``corrupt_output``: the next rendered result served from storage is ``mode`` = truncated | not_image |
       bomb (a small PNG declaring 30000x30000 px) | huge (``size_mb``=300 MiB, streamed).
@@ -158,8 +159,8 @@ class Faults:
 def fault_response(fault: Fault, path: str, retry_after: str = "fault") -> Response:
     """The answer a pre-handling fault gives; ``retry_after`` is the variant of that name (for 429s)."""
     p = fault.params
-    if fault.kind == "malformed_json":
-        return Response(200, b'{"id": ')
+    if fault.kind == "malformed_json":  # ``json=<value>``: valid JSON of the wrong shape instead (e.g. a list)
+        return Response(200, json.dumps(p["json"]).encode() if "json" in p else b'{"id": ')
     if fault.kind == "huge_json":
         total = int(float(p.get("size_mb", 50)) * 1024 * 1024)
         return streamed(200, "application/json", total,
