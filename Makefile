@@ -16,7 +16,7 @@ $(VENV)/.ready: requirements.txt requirements-dev.txt
 
 demo: $(VENV)/.ready
 	$(PY) -m nodes.cli --sandbox --out runflow_out
-	@echo "open runflow_out/contact_sheet.png"
+	@echo "open runflow_out/index.html (views, contact sheet and turntable in runflow_out/sample/)"
 
 test: lint test-python test-web validate
 

@@ -53,3 +53,23 @@ def fresh_process_session():
     process_session().reset()
     yield
     process_session().reset()
+
+
+@pytest.fixture
+def attacker():
+    """A server on 127.0.0.1 that counts every request it gets (the attack tests: nothing may ever reach it)."""
+    from tests.attack_kit import Attacker
+
+    a = Attacker().start()
+    yield a
+    a.stop()
+
+
+@pytest.fixture
+def pack(tmp_path):
+    """The pack's real aiohttp routes, served as ComfyUI serves them (the attack tests)."""
+    from tests.attack_kit import PackServer
+
+    s = PackServer(tmp_path / "comfy.sock")
+    yield s
+    s.stop()

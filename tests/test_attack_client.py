@@ -35,26 +35,10 @@ from nodes.runflow.client import RunflowClient
 from nodes.runflow.models import Run
 from nodes.runflow.retry import RetryPolicy
 from nodes.sandbox import Sandbox
-from tests.attack_kit import Attacker, PackServer
+from tests.attack_kit import KW
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_test_0123456789"
-KW = dict(view="back view", angle="eye-level shot", shot="medium shot", prompt="", match_input_aspect=True,
-          aspect_ratio="1:1", seed=0)
-
-
-@pytest.fixture
-def attacker():
-    a = Attacker().start()
-    yield a
-    a.stop()
-
-
-@pytest.fixture
-def pack(tmp_path):
-    s = PackServer(tmp_path / "comfy.sock")
-    yield s
-    s.stop()
 
 
 def status_polls(sb: Sandbox) -> int:

@@ -15,25 +15,9 @@ import torch
 from nodes.comfy.nodes import RunflowMultiAngles
 from nodes.comfy.route_guard import GuardedRoutes
 from nodes.core.config import read_config, write_config
-from tests.attack_kit import EVIL, Attacker, PackServer
+from tests.attack_kit import EVIL, KW, Attacker
 
 REAL_KEY = "rf_live_VICTIM_real_key_7777"
-KW = dict(view="back view", angle="eye-level shot", shot="medium shot", prompt="", match_input_aspect=True,
-          aspect_ratio="1:1", seed=0)
-
-
-@pytest.fixture
-def attacker():
-    a = Attacker().start()
-    yield a
-    a.stop()
-
-
-@pytest.fixture
-def pack(tmp_path):
-    s = PackServer(tmp_path / "comfy.sock")
-    yield s
-    s.stop()
 
 
 @pytest.fixture
