@@ -813,7 +813,10 @@ def test_example_workflow(frontend, name, browser):
             # not a picture of the graph: the contact sheet of the turnaround; source → new view for the single one.
             from PIL import Image
 
-            if TURNAROUND in result["types"]:
+            if "SaveAnimatedWEBP" in result["types"]:  # the turntable: its first frame
+                (webp,) = saved
+                picture = Image.open(webp).convert("RGB")
+            elif TURNAROUND in result["types"]:
                 (sheet,) = [f for f in saved if f.name.startswith("contact_sheet")]
                 picture = Image.open(sheet).convert("RGB")
             else:
