@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 
 from ..core import postprocess, receipts
 from ..core.callbacks import callback_host
@@ -43,11 +44,15 @@ def jobs_for(sources: list[Source], specs: list[JobSpec]) -> list[tuple[Source, 
 
 async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurrent: int,
                   notes: list[str] | None = None, extra: dict[str, dict] | None = None,
-                  show_preview: bool = True) -> Outcome:
+                  show_preview: bool = True, began: float | None = None) -> Outcome:
     """Run jobs with status text, progress and Cancel; raise one clear error naming what failed.
 
     ``notes``: more status notes (e.g. which pose a connected pose snapped to); ``extra``: run_info fields per
-    pose (``JobSpec.pose``); ``show_preview``: write the node previews (ComfyUI's ``ui.images``) or not."""
+    pose (``JobSpec.pose``); ``show_preview``: write the node previews (ComfyUI's ``ui.images``) or not;
+    ``began``: when the node started (time.monotonic()), for the phase timings it reports (``timing_ms`` in its ui
+    output, and the log)."""
+    prepared = time.monotonic()
+    began = prepared if began is None else began
     session = process_session()
     status = Status(len(jobs), title, session.totals)
     status.notes = list(dict.fromkeys([*(n for src, _ in jobs for n in src.notes), *(notes or [])]))
@@ -72,19 +77,24 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
         raise
     finally:
         ticker.cancel()
+    results_in = time.monotonic()
     status.receipt = _receipt(results, runner)
     _raise_failures(results, status, runner)
     out = await postprocess.assemble([r.decoded for r in results], preview)
     if out.note:
         status.notes.append(out.note)
         status.show()
-    log.info("Runflow: post-processing %.0f ms per image (%d images)", out.ms_per_image, len(results))
+    timing = {"prepare": (prepared - began) * 1000, "runs": (results_in - prepared) * 1000,
+              "finish": (time.monotonic() - results_in) * 1000}
+    log.info("Runflow: %d images; prepare %.0f ms, runs %.0f ms, finish %.0f ms; post-processing %.0f ms per image",
+             len(results), timing["prepare"], timing["runs"], timing["finish"], out.ms_per_image)
     urls = "\n".join(r.url or "" for r in results)
     extra = extra or {}
     info = json.dumps([{"label": r.spec.label, "pose": r.spec.pose, **({"take": r.spec.take} if r.spec.take else {}),
                         **extra.get(r.spec.pose, {}), **r.info} for r in results], indent=1)
     ui = _ui(out, results, session.totals.spent_usd)
-    ui["runflow"][0].update(receipt=status.receipt, notes=status.notes)
+    ui["runflow"][0].update(receipt=status.receipt, notes=status.notes,
+                            timing_ms={k: round(v, 1) for k, v in timing.items()})
     return Outcome(out.tensor, results, urls, info, ui)
 
 

@@ -5,8 +5,11 @@ Node ids, input names and combo strings are a public API: saved workflows store 
 
 from __future__ import annotations
 
+import time
+
 from ..core import batch, codec, sources
 from ..core.reroll import REROLL_TOOLTIP, TAKE_TOOLTIP, reroll_note, reroll_specs
+from ..core.session import process_session
 from ..core.spec import JobSpec, parse_metadata, parse_views
 from ..runflow.contract import (
     ANGLES,
@@ -102,16 +105,18 @@ class RunflowMultiAngles:
     async def execute(self, view, angle, shot, prompt, match_input_aspect, aspect_ratio, seed, image=None,
                       image_url="", upload_format=None, callback_url="", metadata="", pose=None, camera_info=None,
                       show_preview=False):
+        began = time.monotonic()
         reading = node_pose(view, angle, shot, pose, camera_info)  # before any upload: bad input costs nothing
         p = reading.pose
         spec = JobSpec(view=p.view, angle=p.angle, shot=p.shot, prompt=prompt or "",
                        match_input_aspect=bool(match_input_aspect), aspect_ratio=aspect_ratio, seed=int(seed),
                        callback_url=(callback_url or "").strip() or None, metadata=parse_metadata(metadata),
                        label=p.view)
-        srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0])
+        srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0],
+                                         memo=process_session().sources)
         notes, extra = pose_info([reading])
         out = await execute(jobs_for(srcs, [spec]), title="Runflow", max_concurrent=4, notes=notes, extra=extra,
-                            show_preview=bool(show_preview))
+                            show_preview=bool(show_preview), began=began)
         return _result(out, show_preview, (out.batch, out.urls, out.info))
 
 
@@ -151,15 +156,17 @@ class RunflowMultiAnglesTurnaround:
     async def execute(self, views, angle, shot, prompt, match_input_aspect, aspect_ratio, seed, max_concurrent=8,
                       image=None, image_url="", upload_format=None, pose=None, reroll="", take=0,
                       show_preview=False):
+        began = time.monotonic()
         readings = turnaround_poses(parse_views(views), angle, shot, pose)  # a connected pose list replaces views
         base = dict(prompt=prompt or "", match_input_aspect=bool(match_input_aspect), aspect_ratio=aspect_ratio,
                     seed=int(seed))
         specs = reroll_specs([r.pose for r in readings], base, reroll, take)
-        srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0])
+        srcs = await sources.from_inputs(image, image_url, upload_format or codec.UPLOAD_FORMATS[0],
+                                         memo=process_session().sources)
         notes, extra = pose_info(readings)
         notes += [n for n in (reroll_note(specs),) if n]
         out = await execute(jobs_for(srcs, specs), title="Runflow turnaround", max_concurrent=max_concurrent,
-                            notes=notes, extra=extra, show_preview=bool(show_preview))
+                            notes=notes, extra=extra, show_preview=bool(show_preview), began=began)
         labels = [r.spec.label for r in out.results]
         singles = [out.batch[i:i + 1] for i in range(out.batch.shape[0])]
         return _result(out, show_preview, (out.batch, labels, out.urls, out.info, singles))

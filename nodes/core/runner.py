@@ -248,7 +248,7 @@ class Runner:
         wakeups = self.session.wakeups
         try:
             run = await client.wait(run, timeout=self.timeout, estimate=self.estimate.value, on_status=status,
-                                    wake=wakeups.register(run.id))
+                                    wake=wakeups.register(run.id), since=run.received if got.created else None)
         except E.RunFailed as exc:
             self.journal.done(key, run.id)  # a failed run is final and not billed; a re-queue may try again
             self._receipt(spec, src, run.id, entry, exc.status or "failed", exc.cost, adopted)

@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .source_memo import SourceMemo
 from .uploads import UploadRegistry
 
 PROMPTS_KEPT = 64  # per-prompt counts kept; older prompts are long finished
@@ -89,6 +90,7 @@ class Reservations:
 class Session:
     def __init__(self) -> None:
         self.uploads = UploadRegistry()
+        self.sources = SourceMemo()  # IMAGE tensors already turned into sources (nodes sharing one input)
         self.totals = SpendTotals()
         self.prompt_runs = PromptRuns()
         self.wakeups = Wakeups()

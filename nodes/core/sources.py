@@ -11,6 +11,7 @@ import numpy as np
 from ..runflow import errors as E
 from . import codec
 from .cache import pixels_sha256
+from .source_memo import SourceMemo
 from .spec import check_image_url
 
 
@@ -77,8 +78,9 @@ def from_file(path: Path, fmt: str) -> Source:
     return from_pixels(pixels, fmt, name=path.stem)
 
 
-async def from_inputs(image, image_url: str, upload_format: str) -> list[Source]:
-    """The nodes' two source inputs: an IMAGE batch OR an https URL, exactly one of the two."""
+async def from_inputs(image, image_url: str, upload_format: str, memo: SourceMemo | None = None) -> list[Source]:
+    """The nodes' two source inputs: an IMAGE batch OR an https URL, exactly one of the two. With ``memo``, a tensor
+    already converted (another node fed by the same output) is not converted again."""
     url = (image_url or "").strip()
     if image is not None and url:
         raise E.InputError("connect an image OR fill image_url, not both (which one should Runflow use?)")
@@ -86,4 +88,7 @@ async def from_inputs(image, image_url: str, upload_format: str) -> list[Source]
         raise E.InputError("no source: connect an IMAGE to the image input, or fill image_url with an https:// URL")
     if url:
         return [from_url("image_url", url)]
-    return await from_image(image, upload_format)
+    if memo is None:
+        return await from_image(image, upload_format)
+    check_format(upload_format)
+    return await memo.get(image, upload_format, lambda: from_image(image, upload_format))

@@ -189,14 +189,18 @@ class RunflowClient:
 
     async def wait(self, run: Run, *, timeout: float = DEFAULT_RUN_TIMEOUT, estimate: float | None = None,
                    on_status: Callable[[Run, float], None] | None = None,
-                   wake: asyncio.Event | None = None) -> Run:
+                   wake: asyncio.Event | None = None, since: float | None = None) -> Run:
         """Poll until terminal; raise RunFailed / RunTimeout. ``wake`` (set by a callback) polls early.
 
-        ``timeout`` is a hard bound on the whole wait, every poll's own retries included."""
-        start = time.monotonic()
-        deadline = start + timeout
+        ``since``: when the run was created (``time.monotonic()``, e.g. ``Run.received`` of the create's answer);
+        the poll schedule counts from it, so the work done between the create and this call does not make the
+        first poll late. ``timeout`` is a hard bound on the whole wait, every poll's own retries included."""
+        now = time.monotonic()
+        start = now if since is None else min(since, now)
+        deadline = now + timeout
         schedule = PollSchedule(estimate)
         outage_since: float | None = None
+        last_poll = now
         while not run.terminal:
             elapsed = time.monotonic() - start
             if elapsed >= timeout:
@@ -204,11 +208,11 @@ class RunflowClient:
                                    "finish and bill. Re-queue later to pick it up, or raise RUNFLOW_TIMEOUT.",
                                    run_id=run.id, status=run.status)
             delay = min(schedule.next_delay(elapsed), max(0.0, timeout - elapsed))
-            polled = time.monotonic()
-            await sleep_or_wake(delay, wake)
-            gap = MIN_POLL_GAP - (time.monotonic() - polled)
-            if gap > 0:
-                await asyncio.sleep(gap)
+            if await sleep_or_wake(delay, wake):  # a callback cut the sleep short: never poll in a burst
+                gap = MIN_POLL_GAP - (time.monotonic() - last_poll)
+                if gap > 0:
+                    await asyncio.sleep(gap)
+            last_poll = time.monotonic()
             try:
                 run = await self.get_run(run.id, deadline=deadline)
                 outage_since = None

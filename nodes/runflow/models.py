@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,6 +59,7 @@ class Run:
     """A run record; ``raw`` keeps every field Runflow sent."""
 
     raw: dict = field(repr=False)
+    received: float = field(default_factory=time.monotonic, compare=False, repr=False)  # when this record came in
 
     @property
     def id(self) -> str:

@@ -12,6 +12,7 @@ import asyncio
 
 BUDGET = 1.5  # status requests per run-second, at most
 LATE_FRACTION = 0.1  # without an estimate, a long run is found at most this fraction of its run time late
+FINE_FLOOR = 0.05  # seconds: the finest gap between two polls right after the expected finish
 
 
 class PollSchedule:
@@ -41,12 +42,15 @@ class PollSchedule:
 
     @property
     def margin(self) -> float:
-        """How long after the expected finish the first poll goes: a little, so a run on time is found at once."""
-        return 0.01 + 0.002 * (self.estimate or 0.0)
+        """How long after the expected finish the first poll goes: a little (3 ms + 0.1 %), so a run on time is
+        found at once; the wait is timed from the create's answer, so this only covers clock granularity."""
+        return 0.003 + 0.001 * (self.estimate or 0.0)
 
     @property
     def fine(self) -> float:
-        return max(self.min_gap, 0.04 * (self.estimate or 0.0))
+        """The gap between the polls right after the expected finish (three of them, then geometric back-off):
+        2 % of the estimate, at least 50 ms. The request budget still caps them (``next_delay``)."""
+        return max(FINE_FLOOR, 0.02 * (self.estimate or 0.0))
 
     def queued(self, elapsed: float) -> None:
         """A poll at ``elapsed`` saw the run not started yet: it cannot finish before elapsed + E."""
@@ -83,13 +87,14 @@ class PollSchedule:
         return min(at - elapsed, self.max_interval)
 
 
-async def sleep_or_wake(delay: float, wake: asyncio.Event | None) -> None:
-    """Sleep ``delay`` seconds, or less if ``wake`` is set (a verified callback)."""
+async def sleep_or_wake(delay: float, wake: asyncio.Event | None) -> bool:
+    """Sleep ``delay`` seconds, or less if ``wake`` is set (a verified callback); True if woken early."""
     if wake is None:
         await asyncio.sleep(delay)
-        return
+        return False
     try:
         await asyncio.wait_for(wake.wait(), timeout=delay)
     except asyncio.TimeoutError:
-        return
+        return False
     wake.clear()  # one callback wakes one poll; a set event left set would poll back to back
+    return True

@@ -93,6 +93,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         sb = self.server.sandbox
+        self._t0 = time.monotonic()
         split = urlsplit(self.path)
         path, method = split.path, ("GET" if self.command == "HEAD" else self.command)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -133,6 +134,7 @@ class Handler(BaseHTTPRequestHandler):
     def _record(self, sb, path: str, query: str, headers: dict, body: bytes, status: int | None) -> None:
         with sb._lock:
             sb.request_log.append((self.command, path, status, headers))
+            sb.request_times.append((getattr(self, "_t0", 0.0), time.monotonic(), self.command, path, status))
             if path.startswith("/_storage/"):
                 sb.storage_requests.append({"method": self.command, "path": path, "query": query,
                                             "headers": headers, "status": status, "size": len(body)})

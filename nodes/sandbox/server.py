@@ -136,6 +136,7 @@ class Sandbox(ApiMixin, RunsMixin, SlotsMixin, StorageMixin, CallbacksMixin, Con
         self.created_runs = 0
         self.uploads = 0
         self.request_log: list[tuple[str, str, int | None, dict]] = []
+        self.request_times: list[tuple[float, float, str, str, int | None]] = []  # (received, answered, ...), monotonic
         self.storage_requests: list[dict] = []
         self.billing_log: list[dict] = []  # one row per created run; see billing_record()
         self._lock = threading.RLock()
@@ -218,6 +219,7 @@ class Sandbox(ApiMixin, RunsMixin, SlotsMixin, StorageMixin, CallbacksMixin, Con
         with self._lock:
             self.created_runs = self.uploads = 0
             self.request_log.clear()
+            self.request_times.clear()
             self.storage_requests.clear()
             self._epoch += 1
 
