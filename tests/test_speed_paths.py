@@ -87,10 +87,13 @@ def test_nodes_sharing_one_image_convert_it_once():
 
 
 def test_an_edited_or_other_tensor_is_converted_again():
-    memo, image = SourceMemo(), _image()
-    first = asyncio.run(sources.from_inputs(image, "", "auto", memo=memo))[0]
-    image.mul_(0.5)  # in place: torch bumps the version
-    second = asyncio.run(sources.from_inputs(image, "", "auto", memo=memo))[0]
+    memo = SourceMemo()
+    with torch.inference_mode():  # as ComfyUI runs nodes: no version counter, the content is what tells
+        image = _image()
+        first = asyncio.run(sources.from_inputs(image, "", "auto", memo=memo))[0]
+        assert asyncio.run(sources.from_inputs(image, "", "auto", memo=memo))[0] is first
+        image.mul_(0.5)  # in place
+        second = asyncio.run(sources.from_inputs(image, "", "auto", memo=memo))[0]
     assert memo.conversions == 2 and first.pixel_sha256 != second.pixel_sha256
     other = asyncio.run(sources.from_inputs(_image(1), "", "auto", memo=memo))[0]
     assert memo.conversions == 3 and other.pixel_sha256 not in (first.pixel_sha256, second.pixel_sha256)

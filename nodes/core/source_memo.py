@@ -2,10 +2,11 @@
 
 Eight single-view nodes fed by one LoadImage get the same tensor object: without this each would turn it into uint8
 pixels, encode and hash it again (about 11 ms of CPU per 1 MP each, all at the same moment on a 2-core machine). The
-memo is keyed on the tensor's identity and version (an in-place edit bumps torch's version counter) and holds only a
-weak reference to it; a conversion in flight is shared (a ``concurrent.futures.Future``, so it works across the
-event loops ComfyUI makes per prompt). A failed or cancelled conversion is forgotten and each waiter converts on its
-own. Bounded by entries and bytes: it keeps encoded sources, never pixels.
+memo is keyed on the tensor's identity and a CRC-32 of its bytes (an edit in place changes it; ComfyUI's inference
+mode keeps no version counter) and holds only a weak reference to it; a conversion in flight is shared (a
+``concurrent.futures.Future``, so it works across the event loops ComfyUI makes per prompt). A failed or
+cancelled conversion is forgotten and each waiter converts on its own. Bounded by entries and bytes: it keeps
+encoded sources, never pixels.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import collections
 import concurrent.futures
 import threading
 import weakref
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -26,14 +28,22 @@ MAX_BYTES = 64 << 20
 
 
 def identity(image, fmt: str) -> tuple | None:
-    """What names this tensor's current content without reading it, or None (not a torch tensor: no memo)."""
-    version = getattr(image, "_version", None)
-    data_ptr = getattr(image, "data_ptr", None)
-    if version is None or data_ptr is None:
-        return None
+    """What names this tensor without reading it, or None (not a CPU torch tensor: no memo)."""
     try:
-        return id(image), data_ptr(), int(version), tuple(image.shape), str(image.dtype), fmt
-    except (TypeError, RuntimeError):
+        if getattr(image, "device", None) is None or image.device.type != "cpu":
+            return None
+        return id(image), image.data_ptr(), tuple(image.shape), str(image.dtype), fmt
+    except (AttributeError, TypeError, RuntimeError):
+        return None
+
+
+def fingerprint(image) -> int | None:
+    """CRC-32 of the tensor's bytes (~2 ms for 1 MP): an edit in place changes it. ComfyUI runs nodes under
+    ``torch.inference_mode()``, where tensors keep no version counter, so the content itself is checked."""
+    try:
+        data = image if image.is_contiguous() else image.contiguous()
+        return zlib.crc32(memoryview(data.numpy()).cast("B"))
+    except (AttributeError, TypeError, RuntimeError, ValueError):
         return None
 
 
@@ -47,8 +57,10 @@ class SourceMemo:
 
     async def get(self, image, fmt: str, make: Callable[[], Awaitable[list[Source]]]) -> list[Source]:
         key = identity(image, fmt)
-        if key is None:
-            return await make()
+        crc = fingerprint(image) if key is not None else None
+        if crc is None:
+            return await self._convert(make)
+        key = (*key, crc)
         with self._lock:
             held = self._items.get(key)
             if held is not None and held[0]() is image:
