@@ -11,8 +11,8 @@ time is POST /prompt -> the prompt's end as ComfyUI records it in the /history e
 timestamp; see ``finished_at``). Each round measures, in this order: a plain client (PNG upload, poll every 2 s)
 against the same sandbox; one prompt without the pack (ComfyUI's own first-prompt warm-up is not the pack's); the
 pack's first single-view prompt; 3 warm single-view prompts; one Turnaround of 8 views; 8 single nodes fed by one
-LoadImage; the same three graphs with an ideal node in the pack's place (bench/ideal_node.py: waits T, decodes a
-result, no network) = ComfyUI's floor on this machine; and the peak RSS growth of ComfyUI during a Turnaround of 8
+LoadImage; the same three graphs with an ideal node in the pack's place (bench/ideal_node.py: waits T, returns a
+result decoded ahead; no network) = ComfyUI's floor on this machine; and the peak RSS growth of ComfyUI during a Turnaround of 8
 views with a 2048x2048 source and 2048x2048 results. The table gives the median and the spread (min-max) over the
 rounds.
 
