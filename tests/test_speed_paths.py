@@ -138,3 +138,37 @@ def test_the_output_batch_is_a_plain_float32_tensor(shape):
         assert float(out[i].min()) == float(out[i].max()) == pytest.approx(51 * (i + 1) / 255)
     out[0, 0, 0, 0] = 2.0  # writable, and slices/copies behave
     assert float(out[0:1].clone()[0, 0, 0, 0]) == 2.0 and torch.cat([out, out]).shape[0] == 2 * shape[0]
+
+
+def _decoded(value: int, shape=(32, 48, 3)):
+    from nodes.core.postprocess import Decoded
+
+    return Decoded(np.full(shape, value, np.uint8), None, 1.0)
+
+
+def test_the_batch_is_filled_as_results_come_in_in_any_order_and_from_any_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nodes.core.postprocess import BatchFiller, assemble
+
+    filler = BatchFiller(5)
+    items = {0: _decoded(10), 1: _decoded(20), 2: _decoded(30), 4: _decoded(50)}
+    with ThreadPoolExecutor(3) as pool:  # item 3 shares item 1's run (identical jobs): one put, two slots
+        list(pool.map(lambda kv: filler.put([1, 3] if kv[0] == 1 else [kv[0]], kv[1]), items.items()))
+    assert filler.complete
+    ordered = [items[0], items[1], items[2], items[1], items[4]]
+    out = asyncio.run(assemble(ordered, filler=filler))
+    assert out.tensor is filler.tensor and out.note is None
+    assert [round(float(out.tensor[i].mean()) * 255) for i in range(5)] == [10, 20, 30, 20, 50]
+
+
+def test_results_of_another_size_fall_back_to_fitting():
+    from nodes.core.postprocess import BatchFiller, assemble
+
+    filler = BatchFiller(2)
+    a, b = _decoded(10), _decoded(200, (16, 16, 3))
+    filler.put([0], a)
+    filler.put([1], b)
+    assert not filler.complete and filler.tensor is None  # the half-filled batch is let go at once
+    out = asyncio.run(assemble([a, b], filler=filler))
+    assert tuple(out.tensor.shape) == (2, 32, 48, 3) and "fitted" in out.note

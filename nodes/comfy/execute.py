@@ -59,9 +59,10 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
     settings = load_settings()
     status.notes.extend(callback_notes(jobs, settings))
     preview = adapter.preview_writer() if show_preview else None  # not shown = not written
+    filler = postprocess.BatchFiller(len(jobs))  # the IMAGE batch, filled as each result comes in
     runner = Runner(settings, max_concurrent=max_concurrent, on_event=status.event,
                     validate=postprocess.decoder(preview), prompt_id=adapter.context()[0], session=session,
-                    require_prompt=adapter.inside_comfyui())
+                    require_prompt=adapter.inside_comfyui(), place=filler.put)
     ticker = asyncio.ensure_future(status.ticker())
     try:
         results = await adapter.until_interrupted(runner.run(jobs))
@@ -80,7 +81,7 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
     results_in = time.monotonic()
     status.receipt = _receipt(results, runner)
     _raise_failures(results, status, runner)
-    out = await postprocess.assemble([r.decoded for r in results], preview)
+    out = await postprocess.assemble([r.decoded for r in results], preview, filler=filler)
     if out.note:
         status.notes.append(out.note)
         status.show()

@@ -1,14 +1,16 @@
 """After the download: results become pixels, previews and one IMAGE batch, each step done once, in parallel.
 
 Each result is decoded (and its preview written) in the worker thread that handles its download, while the other
-runs are still going. When all are in, differently sized results are fitted (their previews redone: the preview shows
-what the batch holds) and the float32 batch is filled in place, one item per thread. The time spent per image is
-measured, so the node can report it.
+runs are still going, and goes straight into its slot of the float32 batch (``BatchFiller``: the batch is allocated
+when the first result is in, at its size). When all are in, the batch is ready; only if results differ in size are
+they fitted (their previews redone: the preview shows what the batch holds) and a batch filled from them, one item
+per thread. The time spent per image is measured, so the node can report it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +53,52 @@ def decoder(preview: PreviewWriter | None = None) -> Callable[[bytes], Decoded]:
     return decode
 
 
-def _assemble(items: list[Decoded], preview: PreviewWriter | None, mode: str) -> Batch:
+class BatchFiller:
+    """The IMAGE batch of ``count`` items, filled as results are decoded (``put``, from any thread).
+
+    The first result fixes the size and allocates the batch; an item of another size is left out (``complete`` stays
+    False and ``assemble`` fits and fills from the pixels instead)."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.tensor = None
+        self.ms = 0.0  # thread time spent filling
+        self._shape: tuple | None = None
+        self._filled: set[int] = set()
+        self._mismatch = False
+        self._lock = threading.Lock()
+
+    def put(self, indices: list[int], decoded: Decoded) -> None:
+        t0 = time.perf_counter()
+        pixels = decoded.pixels
+        with self._lock:
+            if self.tensor is None and not self._mismatch:
+                self._shape = pixels.shape
+                self.tensor = batch.empty_images((self.count, *pixels.shape))
+            if pixels.shape != self._shape:
+                self._mismatch, self.tensor = True, None  # assemble fits and fills instead: free this batch
+            slots = None if self._mismatch else self.tensor.numpy()
+        if slots is not None:
+            for i in indices:
+                np.divide(pixels, np.float32(255.0), out=slots[i], dtype=np.float32)
+            with self._lock:
+                self._filled.update(indices)
+        with self._lock:
+            self.ms += (time.perf_counter() - t0) * 1000
+
+    @property
+    def complete(self) -> bool:
+        with self._lock:
+            return not self._mismatch and len(self._filled) == self.count
+
+
+def _assemble(items: list[Decoded], preview: PreviewWriter | None, mode: str,
+              filler: BatchFiller | None = None) -> Batch:
     t0 = time.perf_counter()
+    if filler is not None and filler.complete and filler.count == len(items):  # filled while the runs came in
+        own = (time.perf_counter() - t0) * 1000 + filler.ms
+        return Batch(filler.tensor, [d.preview for d in items if d.preview is not None], None,
+                     (sum(d.ms for d in items) + own) / len(items))
     fitted, changed, note = batch.fit_items([d.pixels for d in items], mode)
     previews = [d.preview for d in items]
     with ThreadPoolExecutor(min(FILL_THREADS, len(items))) as pool:
@@ -66,8 +112,12 @@ def _assemble(items: list[Decoded], preview: PreviewWriter | None, mode: str) ->
     return Batch(tensor, [p for p in previews if p is not None], note, ms)
 
 
-async def assemble(items: list[Decoded], preview: PreviewWriter | None = None, mode: str = "pad") -> Batch:
-    """One IMAGE batch (first item's size) plus the previews, off the event loop."""
+async def assemble(items: list[Decoded], preview: PreviewWriter | None = None, mode: str = "pad",
+                   filler: BatchFiller | None = None) -> Batch:
+    """One IMAGE batch (first item's size) plus the previews: the ``filler``'s if it holds every item, else built
+    off the event loop."""
     if not items:
         raise ValueError("assemble needs at least one result")
+    if filler is not None and filler.complete and filler.count == len(items):
+        return _assemble(items, preview, mode, filler)
     return await asyncio.to_thread(_assemble, items, preview, mode)

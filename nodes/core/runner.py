@@ -87,7 +87,8 @@ class Runner:
                  prompt_id: str | None = None, session: Session | None = None, ledger: Ledger | None = None,
                  require_prompt: bool = False, limiter: AdaptiveLimiter | None = None,
                  on_result: ResultListener | None = None,
-                 before_create: Callable[[JobSpec], None] | None = None):
+                 before_create: Callable[[JobSpec], None] | None = None,
+                 place: Callable[[list[int], object], None] | None = None):
         self.settings = settings
         self.session = session or process_session()
         self.cache = (cache or ResultCache(default_cache_dir())) if use_cache else None
@@ -99,6 +100,7 @@ class Runner:
         self.client_factory = client_factory or (lambda: RunflowClient(settings.require_key(), settings.api_url,
                                                                        capabilities=self.capabilities))
         self.decode = validate
+        self.place = place  # called in the decoding thread with (item indices, decoded): e.g. fill the batch now
         self.guard = SpendGuard(self.session.prompt_runs, max_runs_per_prompt() if guard_limit is None
                                 else guard_limit, require_prompt=require_prompt)
         self.daily = DailyCap(self.ledger, self.session.reserved, max_usd=settings.max_spend_per_day,
@@ -162,7 +164,7 @@ class Runner:
                 todo.setdefault(key, []).append(i)  # identical jobs in one call share one run
                 continue
             src, spec = jobs[i]
-            self._deliver(results, i, await self._from_cache(hit, src, spec))
+            self._deliver(results, i, await self._from_cache(hit, src, spec, [i]))
             self.on_event(ItemEvent(i, spec.label, ItemState.CACHED))
         if not todo:
             return results
@@ -180,7 +182,7 @@ class Runner:
                 src, spec = jobs[idxs[0]]
                 async with self.limiter.slot() if self.limiter is not None else sem:
                     try:
-                        res = await self._run_one(client, key, src, spec, idxs[0], prior)
+                        res = await self._run_one(client, key, src, spec, idxs, prior)
                         if self.limiter is not None:
                             self.limiter.succeeded()
                     except E.RunflowError as exc:
@@ -201,13 +203,13 @@ class Runner:
             self.stats.uploads += client.stats.uploads
         return results
 
-    async def _from_cache(self, hit, src: Source, spec: JobSpec) -> ItemResult:
+    async def _from_cache(self, hit, src: Source, spec: JobSpec, indices: list[int]) -> ItemResult:
         self.stats.cache_hits += 1
         self.session.totals.cache_hits += 1
         self.ledger.append(Receipt(pose=spec.pose, source=src.identity, status="from cache", from_cache=True,
                                    run_id=hit.meta.get("info", {}).get("run_id"), cost_usd=0.0, api=self.api,
                                    label=spec.label))
-        decoded = await asyncio.to_thread(self.decode, hit.data) if self.decode is not None else None
+        decoded = await asyncio.to_thread(self._decode, hit.data, indices)
         return ItemResult(spec, data=hit.data, url=hit.meta.get("url"),
                           info={**hit.meta.get("info", {}), "from_cache": True}, from_cache=True, decoded=decoded)
 
@@ -216,8 +218,19 @@ class Runner:
             return src.url or ""
         return await self.session.uploads.url(client, src.upload_sha256 or "", src.data, src.mime, src.filename)
 
-    async def _run_one(self, client: RunflowClient, key: str, src: Source, spec: JobSpec, index: int,
+    def _decode(self, data: bytes, indices: list[int]):
+        """Decode (and check) one result, then ``place`` it, in the caller's worker thread; None without a decoder."""
+        if self.decode is None:
+            return None
+        decoded = self.decode(data)
+        if self.place is not None:
+            self.place(indices, decoded)
+        return decoded
+
+    async def _run_one(self, client: RunflowClient, key: str, src: Source, spec: JobSpec, indices: list[int],
                        prior: asyncio.Future | None = None) -> ItemResult:
+        index = indices[0]  # identical jobs share one run: events name the first, the result goes to all
+
         def status(run: Run, elapsed: float) -> None:
             self.on_event(ItemEvent(index, spec.label, ItemState.of_run(run.state), elapsed=elapsed, run_id=run.id,
                                     run_status=run.state))
@@ -257,7 +270,7 @@ class Runner:
             wakeups.forget(run.id)
         self.estimate.record(run.server_duration or (time.monotonic() - started))
         data, url, run = await client.fetch_result(run)
-        decoded = await asyncio.to_thread(self.decode, data) if self.decode is not None else None
+        decoded = await asyncio.to_thread(self._decode, data, indices)
         info = run.info()
         cost = run.cost if run.cost is not None else PRICE_PER_RUN_USD
         self.stats.spent_usd += cost
