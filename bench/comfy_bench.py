@@ -12,9 +12,9 @@ timestamp; see ``finished_at``). Each round measures, in this order: a plain cli
 against the same sandbox; one prompt without the pack (ComfyUI's own first-prompt warm-up is not the pack's); the
 pack's first single-view prompt; 3 warm single-view prompts; one Turnaround of 8 views; 8 single nodes fed by one
 LoadImage; the same three graphs with an ideal node in the pack's place (bench/ideal_node.py: waits T, returns a
-result decoded ahead; no network) = ComfyUI's floor on this machine; and the peak RSS growth of ComfyUI during a Turnaround of 8
-views with a 2048x2048 source and 2048x2048 results. The table gives the median and the spread (min-max) over the
-rounds.
+result decoded ahead; no network) = ComfyUI's floor on this machine; and the peak RSS growth of ComfyUI during a
+Turnaround of 8 views with a 2048x2048 source and 2048x2048 results. The table gives the median and the spread
+(min-max) over the rounds.
 
 Fair on a shared machine: the sandbox renders each run's result ahead (its CPU work is the emulator's, not Runflow's,
 and would make runs late), each prompt waits until ComfyUI itself is idle (its post-prompt gc.collect() done) and the
