@@ -132,6 +132,7 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.gather(*(one(chunk) for chunk in P.chunks(entries, size)))
     finally:
         ticker.cancel()
+        await asyncio.wait([ticker])
         progress.close()
     return report(review, runner, limiter, budget, args)
 

@@ -78,6 +78,7 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
         raise
     finally:
         ticker.cancel()
+        await asyncio.wait([ticker])  # gone before we return: no task left behind, even on a path that never yields
     results_in = time.monotonic()
     status.receipt = _receipt(results, runner)
     _raise_failures(results, status, runner)
