@@ -32,13 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from comfy_table import LISTS, print_table
+from machine import reset_peak, rss_kb, wait_comfy_idle, wait_quiet
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "comfyui"), str(ROOT / "assets"), str(ROOT / "bench")]
 
 T = 3.0
 QUIET = [0.5, 90.0]  # start each prompt once other work uses < 0.5 cores (waiting at most 90 s): --quiet
-LISTS = ("post", "sandbox", "busy", "seen")  # per-prompt lists in a round's figures, not one figure per round
-GOALS = {"first": 1.15, "warm": 1.05, "turnaround": 1.15, "eight": 1.15, "polls": 1.5}
 
 
 def prerender(sandbox, png: bytes, views) -> None:
@@ -89,46 +90,6 @@ def _seconds(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _cpu_times() -> tuple[int, int]:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-
-
-def busy_cores(seconds: float = 0.5) -> float:
-    """Cores' worth of CPU in use over ``seconds`` (the whole machine: other people's work included)."""
-    t0, i0 = _cpu_times()
-    time.sleep(seconds)
-    t1, i1 = _cpu_times()
-    return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(1, t1 - t0))
-
-
-def wait_quiet(limit: float, patience: float) -> float:
-    """Wait (up to ``patience`` s) until the machine uses less than ``limit`` cores; returns the last reading."""
-    deadline = time.monotonic() + patience
-    while True:
-        busy = busy_cores()
-        if busy < limit or time.monotonic() > deadline:
-            return busy
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds used so far by process ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_comfy_idle(pid: int, patience: float = 15.0) -> float:
-    """Wait until ComfyUI itself is idle (< 5 % of a core over 0.3 s): after a prompt it may run gc.collect() (every
-    10 s: ~0.3 s here, holding the GIL), which would delay the next prompt whatever node it runs. Returns the wait."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < patience:
-        c0 = process_cpu(pid)
-        time.sleep(0.3)
-        if process_cpu(pid) - c0 < 0.015:
-            break
-    return time.monotonic() - t0
-
-
 def finished_at(entry: dict) -> float | None:
     """When ComfyUI says the prompt finished (its own ``execution_success`` timestamp, epoch seconds). The /history
     entry appears at the same moment, but a client can see it up to ~0.3 s later: right after a prompt ComfyUI may
@@ -137,17 +98,6 @@ def finished_at(entry: dict) -> float | None:
         if event == "execution_success" and isinstance(data, dict) and data.get("timestamp"):
             return float(data["timestamp"]) / 1000.0
     return None
-
-
-def rss_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
-
-def reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
 
 
 def make_server(sandbox, root: Path):
@@ -328,10 +278,6 @@ def one_round(sandbox, index: int, tmp: Path) -> dict:
     return fig
 
 
-def spread(values: list[float], fmt: str = "{:.2f}") -> str:
-    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=int(os.environ.get("COMFY_TEST_PORT", "8200")))
@@ -361,51 +307,7 @@ def main() -> None:
                       file=sys.stderr, flush=True)
     finally:
         ideal_link.unlink(missing_ok=True)
-    col = {k: [r[k] for r in rounds] for k in rounds[0] if not k.startswith(LISTS)}
-    post = [ms for r in rounds for ms in r["post"]]
-    post_turn = [ms for r in rounds for ms in r["post_turn"]]
-    out_mb = 8 * 2048 * 2048 * 3 * 4 / 2**20
-
-    def ok(value: float, goal: float) -> str:
-        return "yes" if value <= goal else "**no**"
-
-    print(f"## Inside ComfyUI 0.3.64 (sandbox T = {T:.0f} s, 1024x1024 sources, LoadImage -> node -> SaveImage, "
-          f"{os.cpu_count()} cores): median (min-max) of {len(rounds)} rounds\n")
-    print("| measure | node | ideal node (ComfyUI's floor) | plain client (PNG, poll every 2 s) | goal | met |\n"
-          "|---|---|---|---|---|---|")
-    print(f"| single view, first run of a fresh install: wall / T | {spread(col['first'])} | "
-          f"{spread(col['ideal_warm'])} | {spread(col['ref'])} | <= {GOALS['first']} | "
-          f"{ok(statistics.median(col['first']), GOALS['first'])} |")
-    print(f"| single view, warm (median of 3): wall / T | {spread(col['warm'])} | {spread(col['ideal_warm'])} | "
-          f"{spread(col['ref'])} | <= {GOALS['warm']} | {ok(statistics.median(col['warm']), GOALS['warm'])} |")
-    print(f"| 8 views, one Turnaround node / one single-view prompt | {spread(col['turnaround'])} | "
-          f"{spread(col['ideal_turnaround'])} | 8.00 (serial) | <= {GOALS['turnaround']} | "
-          f"{ok(statistics.median(col['turnaround']), GOALS['turnaround'])} |")
-    print(f"| 8 single nodes from one LoadImage / one single-view prompt | {spread(col['eight'])} | "
-          f"{spread(col['ideal_eight'])} | 8.00 (serial) | <= {GOALS['eight']} | "
-          f"{ok(statistics.median(col['eight']), GOALS['eight'])} |")
-    polls = [max(a, b) for a, b in zip(col["first_polls"], col["warm_polls"], strict=True)]
-    print(f"| status requests per run-second (first run / warm) | {spread(col['first_polls'])} / "
-          f"{spread(col['warm_polls'])} | | {spread(col['ref_polls'])} | <= {GOALS['polls']} | "
-          f"{ok(max(polls), GOALS['polls'])} |")
-    if post:
-        print(f"| node's post-processing per image, single view (ms) | {spread(post, '{:.0f}')} | | | | |")
-    if post_turn:
-        print(f"| node's post-processing per image, Turnaround of 8 (ms) | {spread(post_turn, '{:.0f}')} | | | | |")
-    print(f"| peak RSS growth, Turnaround of 8 views, 2048x2048 source and results (MB) | "
-          f"{spread(col['peak_mb'], '{:.0f}')} | | | <= {2 * out_mb:.0f} (2x the {out_mb:.0f} MB output batch) | "
-          f"{ok(max(col['peak_mb']), 2 * out_mb)} |")
-    seen = [x for r in rounds for x in r["seen_late"]]
-    print(f"\nWall = POST /prompt -> ComfyUI's own execution_success timestamp in the /history entry. The entry was "
-          f"seen in /history {statistics.median(seen) * 1000:.0f} ms later (median; max {max(seen) * 1000:.0f} ms: "
-          "ComfyUI's gc.collect() after a prompt holds the GIL, so its HTTP server answers late). Before each "
-          "prompt the bench waits until ComfyUI is idle (that gc done).")
-    busy = [b for r in rounds for b in r["busy"]]
-    late = [x for r in rounds for x in r["sandbox_late"]]
-    print(f"\nMachine load before each prompt (cores busy, other work included): median {statistics.median(busy):.2f}, "
-          f"max {max(busy):.2f} (prompts wait up to {QUIET[1]:.0f} s for < {QUIET[0]} cores). Sandbox runs late by "
-          f"at most {max(late):.2f} s (results are rendered ahead: T stays {T:.0f} s).")
-
+    print_table(rounds, T, QUIET)
 
 if __name__ == "__main__":
     main()
