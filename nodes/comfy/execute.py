@@ -60,10 +60,14 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
     status.notes.extend(callback_notes(jobs, settings))
     preview = adapter.preview_writer() if show_preview else None  # not shown = not written
     filler = postprocess.BatchFiller(len(jobs))  # the IMAGE batch, filled as each result comes in
+    kinds = [result_kind(src, spec) for src, spec in jobs]
+    guess = session.result_shapes.guess(kinds)
     runner = Runner(settings, max_concurrent=max_concurrent, on_event=status.event,
                     validate=postprocess.decoder(preview), prompt_id=adapter.context()[0], session=session,
                     require_prompt=adapter.inside_comfyui(), place=filler.put)
     ticker = asyncio.ensure_future(status.ticker())
+    if guess is not None:  # its memory made ready while the runs are in flight (a Future, not a task: not awaited)
+        asyncio.get_running_loop().run_in_executor(None, _warm, filler, guess)
     try:
         results = await adapter.until_interrupted(runner.run(jobs))
     except E.Interrupted:
@@ -78,8 +82,12 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
         raise
     finally:
         ticker.cancel()
+        filler.stop()
         await asyncio.wait([ticker])  # gone before we return: no task left behind, even on a path that never yields
     results_in = time.monotonic()
+    for kind, r in zip(kinds, results, strict=True):
+        if r.decoded is not None:
+            session.result_shapes.record(kind[0], r.decoded.pixels.shape)
     status.receipt = _receipt(results, runner)
     _raise_failures(results, status, runner)
     out = await postprocess.assemble([r.decoded for r in results], preview, filler=filler)
@@ -96,8 +104,23 @@ async def execute(jobs: list[tuple[Source, JobSpec]], *, title: str, max_concurr
                         **extra.get(r.spec.pose, {}), **r.info} for r in results], indent=1)
     ui = _ui(out, results, session.totals.spent_usd)
     ui["runflow"][0].update(receipt=status.receipt, notes=status.notes,
-                            timing_ms={k: round(v, 1) for k, v in timing.items()})
+                            timing_ms={k: round(v, 1) for k, v in timing.items()}, batch_ahead=filler.ahead)
     return Outcome(out.tensor, results, urls, info, ui)
+
+
+def result_kind(src: Source, spec: JobSpec) -> tuple[tuple, tuple[int, int, int] | None]:
+    """What a result's size depends on (source size, aspect settings), and the size to guess when nothing is known
+    yet: the source's own when the output keeps its aspect (``prefault.ShapeMemory.guess``)."""
+    kind = (src.size or src.identity, spec.match_input_aspect, None if spec.match_input_aspect else spec.aspect_ratio)
+    return kind, ((*src.size, 3) if src.size and spec.match_input_aspect else None)
+
+
+def _warm(filler: postprocess.BatchFiller, shape: tuple[int, ...]) -> None:
+    try:
+        filler.warm(shape)
+    except Exception as exc:  # noqa: BLE001 - only a head start: without it the batch is allocated when results come
+        log.warning("Runflow: could not allocate the %s batch ahead (%s); it is allocated when the results come",
+                    "x".join(map(str, (filler.count, *shape))), exc)
 
 
 def _receipt(results: list[ItemResult], runner: Runner) -> str:

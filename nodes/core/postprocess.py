@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import batch, codec
+from . import batch, codec, prefault
 
 PreviewWriter = Callable[[np.ndarray], dict]  # uint8 HxWx3 -> a ComfyUI ui "images" entry
 FILL_THREADS = 4
@@ -56,8 +56,9 @@ def decoder(preview: PreviewWriter | None = None) -> Callable[[bytes], Decoded]:
 class BatchFiller:
     """The IMAGE batch of ``count`` items, filled as results are decoded (``put``, from any thread).
 
-    The first result fixes the size and allocates the batch; an item of another size is left out (``complete`` stays
-    False and ``assemble`` fits and fills from the pixels instead)."""
+    The batch is allocated ahead at a guessed size (``warm``) or when the first result is in, at its size; a first
+    result of another size than guessed re-allocates it. An item of another size than the first is left out
+    (``complete`` stays False and ``assemble`` fits and fills from the pixels instead)."""
 
     def __init__(self, count: int):
         self.count = count
@@ -66,12 +67,31 @@ class BatchFiller:
         self._shape: tuple | None = None
         self._filled: set[int] = set()
         self._mismatch = False
+        self._guessed = False  # the batch was allocated ahead, at a guessed size (``warm``)
+        self._stopped = False
         self._lock = threading.Lock()
+
+    def warm(self, shape: tuple[int, ...]) -> bool:
+        """Allocate the batch ahead for items of ``shape`` and fault its pages in (call it in a worker thread while
+        the runs are in flight; see ``prefault``). A first result of another size re-allocates it. True when the
+        pages are in."""
+        with self._lock:
+            if self.tensor is not None or self._mismatch or self._stopped:
+                return False
+            self._shape, self._guessed = tuple(shape), True
+            self.tensor = tensor = batch.empty_images((self.count, *shape))
+        return prefault.populate_tensor(tensor, stop=lambda: self._stopped or self.tensor is not tensor)
+
+    def stop(self) -> None:
+        """Stop warming (the node is done, failed or cancelled)."""
+        self._stopped = True
 
     def put(self, indices: list[int], decoded: Decoded) -> None:
         t0 = time.perf_counter()
         pixels = decoded.pixels
         with self._lock:
+            if self._guessed and not self._filled and pixels.shape != self._shape:
+                self.tensor, self._guessed = None, False  # guessed wrong: nothing placed yet, allocate at this size
             if self.tensor is None and not self._mismatch:
                 self._shape = pixels.shape
                 self.tensor = batch.empty_images((self.count, *pixels.shape))
@@ -85,6 +105,12 @@ class BatchFiller:
                 self._filled.update(indices)
         with self._lock:
             self.ms += (time.perf_counter() - t0) * 1000
+
+    @property
+    def ahead(self) -> bool:
+        """True when the batch in use was allocated ahead by ``warm`` (its guess was right)."""
+        with self._lock:
+            return self._guessed and self.tensor is not None
 
     @property
     def complete(self) -> bool:

@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .prefault import ShapeMemory
 from .source_memo import SourceMemo
 from .uploads import UploadRegistry
 
@@ -95,6 +96,7 @@ class Session:
         self.prompt_runs = PromptRuns()
         self.wakeups = Wakeups()
         self.reserved = Reservations()
+        self.result_shapes = ShapeMemory()  # what results of a kind measured: the next batch is allocated ahead
 
     def reset(self) -> None:
         """Forget everything (uploads, totals, counts, waiters)."""

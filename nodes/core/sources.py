@@ -26,6 +26,7 @@ class Source:
     url: str | None = None
     notes: list[str] = field(default_factory=list)
     name: str = ""
+    size: tuple[int, int] | None = None  # (height, width) of what is uploaded; None for a URL
 
     @property
     def filename(self) -> str:
@@ -48,7 +49,7 @@ def from_pixels(pixels: np.ndarray, fmt: str, notes: list[str] | None = None, na
     """Encode one HxWx3 uint8 item the way Runflow gets it (blocking: call off the event loop)."""
     enc = codec.encode(pixels, fmt=fmt)
     return Source(data=enc.data, mime=enc.mime, pixel_sha256=pixels_sha256(pixels), upload_sha256=enc.sha256,
-                  notes=[*(notes or []), *enc.notes], name=name)
+                  notes=[*(notes or []), *enc.notes], name=name, size=(enc.height, enc.width))
 
 
 async def from_image(image, fmt: str) -> list[Source]:
