@@ -96,9 +96,7 @@ def _item_rgb8(a: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
     if a.dtype == np.float32 and c == 3:  # ComfyUI's own IMAGE: half the passes when all values are fine
         lo, hi = float(a.min()), float(a.max())  # NaN makes both comparisons below false
         if -_RANGE_TOLERANCE <= lo and hi <= 1 + _RANGE_TOLERANCE:
-            out = a * np.float32(255.0)  # same float32 products as clip-then-scale for in-range values
-            np.clip(np.rint(out, out=out), 0, 255, out=out)
-            return out.astype(np.uint8), 0, 0, False
+            return _unit_to_rgb8(a), 0, 0, False
     if a.dtype == np.uint8 and c in (2, 4):  # 8-bit with alpha (every decoded result): integer math, no float copy
         rgb, composited = composite_over_white(a)
         return rgb, 0, 0, composited
@@ -110,6 +108,26 @@ def _item_rgb8(a: np.ndarray) -> tuple[np.ndarray, int, int, bool]:
         colour = colour * alpha + (1 - alpha)  # over white
     # round, not truncate: uint8 -> float -> uint8 must be exact (v/255*255 can be 254.9999)
     return np.rint(colour * 255).astype(np.uint8), nonfinite, oor, composited
+
+
+STRIP_BYTES = 256 << 10  # float32 scratch per strip: stays in cache, and no fresh full-size float copy to fault in
+
+
+def _unit_to_rgb8(a: np.ndarray) -> np.ndarray:
+    """float32 HxWx3 within 0..1 (give or take the tolerance) -> uint8, strip by strip through one small scratch.
+
+    Same float32 products as clip-then-scale for in-range values, rounded, clipped, then cast: the values of
+    ``np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)`` without its two full-size temporaries."""
+    h = a.shape[0]
+    rows = max(1, min(h, STRIP_BYTES // max(1, a[0].nbytes)))
+    out = np.empty(a.shape, np.uint8)
+    scratch = np.empty((rows, *a.shape[1:]), np.float32)
+    for r0 in range(0, h, rows):
+        s = scratch[: min(rows, h - r0)]
+        np.multiply(a[r0:r0 + len(s)], np.float32(255.0), out=s)
+        np.clip(np.rint(s, out=s), 0, 255, out=s)
+        out[r0:r0 + len(s)] = s  # exact integers in 0..255: the cast is exact
+    return out
 
 
 def composite_over_white(a: np.ndarray) -> tuple[np.ndarray, bool]:
