@@ -26,9 +26,11 @@ def _warm() -> None:
     try:
         from PIL import Image
 
+        from ..core import prefault
         from ..runflow.transport import ssl_context
 
         Image.init()
         ssl_context()
+        prefault.populate(0, 0)  # resolves madvise once
     except Exception as exc:  # noqa: BLE001 - warming is optional; the first run then pays for it itself
         log.debug("Runflow: warm-up skipped (%s)", exc)

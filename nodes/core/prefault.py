@@ -14,7 +14,6 @@ changes the memory's contents, so it may race with the result being written into
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 import mmap
@@ -34,8 +33,7 @@ def _madvise() -> Callable | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.madvise
+        fn = ctypes.CDLL(None, use_errno=True).madvise  # the process's own symbols: libc is loaded already
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
