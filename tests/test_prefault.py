@@ -95,6 +95,15 @@ def test_shape_memory_guesses_what_a_kind_had_last_time():
     assert m.guess([("a", None)]) is None  # bounded: the oldest kind is forgotten
 
 
+def test_a_guess_from_the_source_alone_stays_small():
+    m = prefault.ShapeMemory()
+    big = [("k", (4096, 4096, 3))] * 8  # 8 x 192 MiB: the model may answer far smaller than such a source
+    assert m.guess(big) is None
+    assert m.guess(big[:1], cap=1 << 30) == (4096, 4096, 3)
+    m.record("k", (4096, 4096, 3))
+    assert m.guess(big) == (4096, 4096, 3)  # learnt: that is the size the results will need anyway
+
+
 def test_the_node_allocates_its_batch_ahead_once_it_knows_the_result_size(sandbox_env):
     """First run: the guess is the source's size (40x56), the sandbox answers 1024 px wide: re-allocated at the real
     size. Second run of the same kind: the batch was ready before the result came, and holds the right pixels."""

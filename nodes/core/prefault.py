@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 MADV_POPULATE_WRITE = 23  # linux/mman.h (5.14+); Python's mmap module does not name it before 3.13 on every build
 CHUNK = 8 << 20  # bytes per madvise call: a stop request is seen within one chunk (a few ms)
 SHAPES_KEPT = 64
+UNLEARNED_CAP = 128 << 20  # bytes: a batch guessed from the source alone (no result of its kind yet) is made ready
+# only up to this size; a model may well answer smaller than a large source, and the guess must not hog RAM meanwhile
 
 
 @functools.cache
@@ -81,10 +83,23 @@ class ShapeMemory:
         while len(self._shapes) > self._kept:
             self._shapes.popitem(last=False)
 
-    def guess(self, kinds: list[tuple[Hashable, tuple[int, ...] | None]]) -> tuple[int, ...] | None:
-        """One shape for a batch of results of ``kinds`` (each: kind, fallback shape or None): what they all had
-        last time, else their fallback; None when they would differ or nothing is known."""
+    def guess(self, kinds: list[tuple[Hashable, tuple[int, ...] | None]],
+              cap: int = UNLEARNED_CAP) -> tuple[int, ...] | None:
+        """One item shape for a float32 batch of results of ``kinds`` (each: kind, fallback shape or None): what they
+        all had last time, else their fallback (only while the batch stays within ``cap`` bytes); None when they
+        would differ or nothing is known."""
         shapes = {self._shapes.get(kind, fallback) for kind, fallback in kinds}
-        if len(shapes) != 1:
+        if len(shapes) != 1 or None in shapes:
             return None
-        return shapes.pop()
+        shape = shapes.pop()
+        learned = all(kind in self._shapes for kind, _ in kinds)
+        if not learned and len(kinds) * 4 * _count(shape) > cap:
+            return None
+        return shape
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
